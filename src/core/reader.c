@@ -8,14 +8,25 @@
 
 #include "core/err.h"
 
+/*
+ * A reader over no buffer points here instead of at NULL: arithmetic on a null
+ * pointer is undefined even with offset 0, and an empty slice of it must still
+ * read as "empty", not "null".
+ */
+static const uint8_t empty[1];
+
 void reader_init(struct reader *r, const void *buf, size_t len)
 {
+	r->err = 0;
+	if (buf == NULL) {
+		if (len != 0)
+			r->err = -ERR_MALFORMED;
+		buf = empty;
+		len = 0;
+	}
 	r->p = buf;
 	r->start = buf;
 	r->end = r->p + len;
-	r->err = 0;
-	if (buf == NULL && len != 0)
-		r->err = -ERR_MALFORMED;
 }
 
 size_t reader_remaining(const struct reader *r)
@@ -82,9 +93,14 @@ int32_t reader_i32(struct reader *r)
 
 uint64_t reader_u64(struct reader *r)
 {
-	uint64_t hi = reader_u32(r);
-	uint64_t lo = reader_u32(r);
-	return r->err ? 0 : (hi << 32) | lo;
+	/* One take of 8 bytes, so a short read consumes nothing (offsets stay true). */
+	const uint8_t *q = take(r, 8);
+	if (!q)
+		return 0;
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | q[i];
+	return v;
 }
 
 int64_t reader_i64(struct reader *r)
@@ -182,10 +198,8 @@ static struct slice sized(struct reader *r, int64_t len, int nullable)
 		r->err = -ERR_MALFORMED;
 		return s;
 	}
-	s = reader_bytes(r, (size_t)len);
-	if (s.data == NULL && !r->err)
-		s.data = r->p; /* empty but not null */
-	return s;
+	/* Never NULL on success, so an empty value stays distinct from null. */
+	return reader_bytes(r, (size_t)len);
 }
 
 struct slice reader_string(struct reader *r, int nullable)
@@ -219,18 +233,23 @@ struct slice reader_longstr(struct reader *r)
 	return sized(r, reader_u32(r), 0);
 }
 
-/* Checks that count elements of at least min bytes each can fit. */
+/*
+ * Checks that count elements of at least min bytes each can fit in what is
+ * left. Division, not multiplication, so no min can overflow the check; counts
+ * past INT32_MAX (possible with compact counts) are rejected, never wrapped.
+ */
 static int32_t checked_count(struct reader *r, int64_t count, size_t min)
 {
 	if (r->err)
 		return 0;
 	if (count == -1)
 		return -1;
-	if (count < 0 || (uint64_t)count * (min ? min : 1) > reader_remaining(r)) {
-		if (!(count == 0)) {
-			r->err = -ERR_MALFORMED;
-			return 0;
-		}
+	if (min == 0)
+		min = 1;
+	if (count < 0 || count > INT32_MAX ||
+	    (uint64_t)count > reader_remaining(r) / min) {
+		r->err = -ERR_MALFORMED;
+		return 0;
 	}
 	return (int32_t)count;
 }

@@ -40,7 +40,8 @@ uint8_t *writer_take(struct writer *w, size_t *len)
 /* Returns a pointer to n writable bytes at the end and advances len, or NULL. */
 static uint8_t *grow(struct writer *w, size_t n)
 {
-	if (w->err)
+	/* n == 0 asks for nothing; buf may still be NULL, and NULL + 0 is undefined. */
+	if (w->err || n == 0)
 		return NULL;
 	if (n > w->limit || w->len > w->limit - n) {
 		w->err = -ERR_TOO_LARGE;

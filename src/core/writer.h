@@ -18,7 +18,7 @@ struct writer {
 	size_t len;    /* bytes written */
 	size_t cap;    /* bytes allocated */
 	size_t limit;  /* never grow beyond this many bytes */
-	int err;       /* 0, -ERR_TOO_LARGE or -ERR_NOMEM once a write failed */
+	int err;       /* 0, or -ERR_TOO_LARGE, -ERR_NOMEM, -ERR_INVALID (bad patch) */
 };
 
 /* Starts an empty writer that may grow up to limit bytes. */
@@ -27,7 +27,8 @@ void writer_init(struct writer *w, size_t limit);
 void writer_fini(struct writer *w);
 /* Forgets the contents, keeps the allocation. */
 void writer_reset(struct writer *w);
-/* Hands the buffer to the caller (who frees it) and resets the writer. */
+/* Hands the buffer to the caller (who frees it; NULL if nothing was ever
+ * allocated) and resets the writer to empty with the same limit. */
 uint8_t *writer_take(struct writer *w, size_t *len);
 
 void writer_u8(struct writer *w, uint8_t v);
@@ -61,7 +62,8 @@ void writer_longstr(struct writer *w, const void *data, size_t len);
 
 /* Reserves n bytes and returns their position, to patch with writer_put_*. */
 size_t writer_reserve(struct writer *w, size_t n);
-/* Overwrites bytes at pos (which must already be written). */
+/* Overwrites bytes at pos, which must already be written (else err is set to
+ * -ERR_INVALID); does nothing once err is set. */
 void writer_put_u32(struct writer *w, size_t pos, uint32_t v);
 void writer_put_u16(struct writer *w, size_t pos, uint16_t v);
 void writer_put_u64(struct writer *w, size_t pos, uint64_t v);
