@@ -8,14 +8,18 @@
 #include "core/crc32c.h"
 
 #include <isa-l/crc.h>
+#include <pthread.h>
 #include <string.h>
+
+/* Largest piece handed to crc32_iscsi at once: fits its int length. */
+#define CRC32C_ISAL_CHUNK (1 << 30)
 
 uint32_t crc32c_update(uint32_t crc, const void *buf, size_t len)
 {
 	const unsigned char *p = buf;
 	uint32_t reg = ~crc;
 	while (len > 0) {
-		int n = len > (1u << 30) ? (1 << 30) : (int)len;
+		int n = len > CRC32C_ISAL_CHUNK ? CRC32C_ISAL_CHUNK : (int)len;
 		reg = crc32_iscsi((unsigned char *)p, n, reg);
 		p += n;
 		len -= (size_t)n;
@@ -28,8 +32,10 @@ uint32_t crc32c(const void *buf, size_t len)
 	return crc32c_update(0, buf, len);
 }
 
+/* Byte-at-a-time table for the reflected polynomial 0x82F63B78, built once
+ * (pthread_once: any thread may be the first to need it). */
 static uint32_t table[256];
-static int table_ready;
+static pthread_once_t table_once = PTHREAD_ONCE_INIT;
 
 static void table_init(void)
 {
@@ -39,16 +45,19 @@ static void table_init(void)
 			c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
 		table[i] = c;
 	}
-	table_ready = 1;
 }
 
 static uint32_t table_update(uint32_t reg, const unsigned char *p, size_t len)
 {
-	if (!table_ready)
-		table_init();
+	pthread_once(&table_once, table_init);
 	while (len--)
 		reg = table[(reg ^ *p++) & 0xff] ^ (reg >> 8);
 	return reg;
+}
+
+uint32_t crc32c_table_update(uint32_t crc, const void *buf, size_t len)
+{
+	return ~table_update(~crc, buf, len);
 }
 
 #if defined(__x86_64__)

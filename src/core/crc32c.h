@@ -17,5 +17,8 @@ uint32_t crc32c_update(uint32_t crc, const void *buf, size_t len);
 uint32_t crc32c(const void *buf, size_t len);
 /* The fallback implementation (SSE4.2 when the CPU has it, else a table). */
 uint32_t crc32c_fallback_update(uint32_t crc, const void *buf, size_t len);
+/* The portable table-driven implementation the fallback uses off SSE4.2 (slow;
+ * public so tests can check it on machines that have SSE4.2). */
+uint32_t crc32c_table_update(uint32_t crc, const void *buf, size_t len);
 
 #endif

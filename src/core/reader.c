@@ -116,25 +116,34 @@ double reader_f64(struct reader *r)
 	return d;
 }
 
-/* LEB128 of at most max_bytes; the last byte may not carry bits past 'bits'. */
+/* Fails the reader and rewinds it to at, the start of the field that failed. */
+static void fail_at(struct reader *r, const uint8_t *at)
+{
+	r->p = at;
+	r->err = -ERR_MALFORMED;
+}
+
+/*
+ * LEB128 of at most max_bytes; the last byte may not carry bits past 'bits'.
+ * Over-long but in-range forms (0x80 0x00 for 0) are accepted, as Kafka does.
+ */
 static uint64_t uleb(struct reader *r, int max_bytes, int bits)
 {
+	const uint8_t *at = r->p;
 	uint64_t v = 0;
 	for (int i = 0; i < max_bytes; i++) {
 		uint8_t b = reader_u8(r);
 		if (r->err)
-			return 0;
+			break;
 		int shift = 7 * i;
 		uint64_t part = (uint64_t)(b & 0x7f);
-		if (shift + 7 > bits && (part >> (bits - shift)) != 0) {
-			r->err = -ERR_MALFORMED;
-			return 0;
-		}
+		if (shift + 7 > bits && (part >> (bits - shift)) != 0)
+			break;
 		v |= part << shift;
 		if (!(b & 0x80))
 			return v;
 	}
-	r->err = -ERR_MALFORMED;
+	fail_at(r, at);
 	return 0;
 }
 
@@ -186,16 +195,19 @@ struct reader reader_sub(struct reader *r, size_t n)
 	return sub;
 }
 
-/* Length len (already decoded), -1 meaning null. */
-static struct slice sized(struct reader *r, int64_t len, int nullable)
+/*
+ * The payload after a length len already read from at; -1 means null. On
+ * failure the length prefix is given back too, so the field fails as a whole.
+ */
+static struct slice sized(struct reader *r, const uint8_t *at, int64_t len, int nullable)
 {
 	struct slice s = { NULL, 0 };
 	if (r->err)
 		return s;
 	if (len == -1 && nullable)
 		return s;
-	if (len < 0) {
-		r->err = -ERR_MALFORMED;
+	if (len < 0 || (uint64_t)len > (size_t)(r->end - r->p)) {
+		fail_at(r, at);
 		return s;
 	}
 	/* Never NULL on success, so an empty value stays distinct from null. */
@@ -204,33 +216,44 @@ static struct slice sized(struct reader *r, int64_t len, int nullable)
 
 struct slice reader_string(struct reader *r, int nullable)
 {
-	return sized(r, reader_i16(r), nullable);
+	const uint8_t *at = r->p;
+	int16_t len = reader_i16(r);
+	return sized(r, at, len, nullable);
 }
 
 struct slice reader_kbytes(struct reader *r, int nullable)
 {
-	return sized(r, reader_i32(r), nullable);
+	const uint8_t *at = r->p;
+	int32_t len = reader_i32(r);
+	return sized(r, at, len, nullable);
 }
 
 struct slice reader_compact_bytes(struct reader *r, int nullable)
 {
+	const uint8_t *at = r->p;
 	uint32_t n = reader_uvarint(r);
-	return sized(r, (int64_t)n - 1, nullable);
+	return sized(r, at, (int64_t)n - 1, nullable);
 }
 
 struct slice reader_varint_bytes(struct reader *r)
 {
-	return sized(r, reader_varint(r), 1);
+	const uint8_t *at = r->p;
+	int32_t len = reader_varint(r);
+	return sized(r, at, len, 1);
 }
 
 struct slice reader_shortstr(struct reader *r)
 {
-	return sized(r, reader_u8(r), 0);
+	const uint8_t *at = r->p;
+	uint8_t len = reader_u8(r);
+	return sized(r, at, len, 0);
 }
 
 struct slice reader_longstr(struct reader *r)
 {
-	return sized(r, reader_u32(r), 0);
+	const uint8_t *at = r->p;
+	uint32_t len = reader_u32(r);
+	return sized(r, at, len, 0);
 }
 
 /*
@@ -238,7 +261,7 @@ struct slice reader_longstr(struct reader *r)
  * left. Division, not multiplication, so no min can overflow the check; counts
  * past INT32_MAX (possible with compact counts) are rejected, never wrapped.
  */
-static int32_t checked_count(struct reader *r, int64_t count, size_t min)
+static int32_t checked_count(struct reader *r, const uint8_t *at, int64_t count, size_t min)
 {
 	if (r->err)
 		return 0;
@@ -248,7 +271,7 @@ static int32_t checked_count(struct reader *r, int64_t count, size_t min)
 		min = 1;
 	if (count < 0 || count > INT32_MAX ||
 	    (uint64_t)count > reader_remaining(r) / min) {
-		r->err = -ERR_MALFORMED;
+		fail_at(r, at);
 		return 0;
 	}
 	return (int32_t)count;
@@ -256,11 +279,14 @@ static int32_t checked_count(struct reader *r, int64_t count, size_t min)
 
 int32_t reader_array_count(struct reader *r, size_t min_elem_bytes)
 {
-	return checked_count(r, reader_i32(r), min_elem_bytes);
+	const uint8_t *at = r->p;
+	int32_t n = reader_i32(r);
+	return checked_count(r, at, n, min_elem_bytes);
 }
 
 int32_t reader_compact_array_count(struct reader *r, size_t min_elem_bytes)
 {
+	const uint8_t *at = r->p;
 	uint32_t n = reader_uvarint(r);
-	return checked_count(r, (int64_t)n - 1, min_elem_bytes);
+	return checked_count(r, at, (int64_t)n - 1, min_elem_bytes);
 }

@@ -4,6 +4,10 @@
  * A reader is a window [p, end) over a buffer it does not own. Every read checks
  * what remains; on a short or invalid read it sets err (sticky) and returns zero
  * or an empty slice, so callers decode a whole structure and check err once.
+ * A failed read consumes nothing: reader_offset() then names the start of the
+ * field that failed (for a string, its length prefix), for diagnostics.
+ * Slices read successfully never have data NULL unless the value was null, even
+ * when empty and even over a NULL, 0-length buffer.
  * All integers on the wire are big-endian (Kafka and AMQP agree on this).
  * Varints are Kafka's: unsigned LEB128 (uvarint) and zigzag-encoded signed
  * (varint/varlong), at most 5 and 10 bytes.
@@ -27,7 +31,8 @@ struct slice {
 	size_t len;
 };
 
-/* Starts a reader over len bytes at buf. */
+/* Starts a reader over len bytes at buf (NULL with len 0 is a valid empty
+ * reader; NULL with len > 0 starts failed). */
 void reader_init(struct reader *r, const void *buf, size_t len);
 /* Bytes left to read (0 once err is set). */
 size_t reader_remaining(const struct reader *r);
@@ -45,9 +50,10 @@ int32_t reader_i32(struct reader *r);
 uint64_t reader_u64(struct reader *r);
 int64_t reader_i64(struct reader *r);
 double reader_f64(struct reader *r);
-/* Unsigned LEB128, at most 5 bytes, value must fit 32 bits. */
+/* Unsigned LEB128, at most 5 bytes, value must fit 32 bits (a 5th byte with
+ * bits past bit 31 fails). */
 uint32_t reader_uvarint(struct reader *r);
-/* Unsigned LEB128, at most 10 bytes. */
+/* Unsigned LEB128, at most 10 bytes, value must fit 64 bits. */
 uint64_t reader_uvarlong(struct reader *r);
 /* Zigzag varint (32-bit), as Kafka record fields. */
 int32_t reader_varint(struct reader *r);
@@ -77,8 +83,9 @@ struct slice reader_longstr(struct reader *r);
 /*
  * Array count (Kafka ARRAY: i32, -1 null; compact: uvarint count+1). Returns the
  * count, or -1 for null. A count larger than the bytes left (each element takes
- * at least min_elem_bytes) fails the reader, so a hostile count can never size
- * an allocation or a loop beyond the frame.
+ * at least min_elem_bytes; 0 counts as 1) fails the reader, so a hostile count
+ * can never size an allocation or a loop beyond the frame. Counts other than -1
+ * below 0 or above INT32_MAX fail too.
  */
 int32_t reader_array_count(struct reader *r, size_t min_elem_bytes);
 int32_t reader_compact_array_count(struct reader *r, size_t min_elem_bytes);
