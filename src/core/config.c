@@ -80,6 +80,8 @@ static const char *const flush_names[] = {
 	[CONFIG_FLUSH_OS] = "os", NULL,
 };
 
+static const char *const bool_names[] = { "false", "true", NULL };
+
 static const struct config_key keys[] = {
 	STR("data.dir", data_dir, "./data",
 	    "directory holding the logs and the catalog; created if missing"),
@@ -103,7 +105,7 @@ static const struct config_key keys[] = {
 	INT("log.index.interval.bytes", log_index_interval_bytes, 0, CONFIG_I32_MAX, "4096",
 	    "bytes of batches between offset-index entries; 0 indexes every batch"),
 	INT("log.retention.ms", log_retention_ms, -1, CONFIG_MS_MAX, "604800000",
-	    "delete a closed segment once its newest record is this old; -1 keeps forever"),
+	    "delete a segment once its newest record is this old (the active one is rolled first); -1 keeps forever"),
 	INT("log.retention.bytes", log_retention_bytes, -1, INT64_MAX, "-1",
 	    "delete oldest segments while a log is larger than this; -1 means no limit"),
 	INT("log.retention.check.interval.ms", log_retention_check_interval_ms, 1, 86400000,
@@ -114,6 +116,10 @@ static const struct config_key keys[] = {
 	    "104857600", "largest request frame read from a client"),
 	INT("conn.output.max.bytes", conn_output_max_bytes, 65536, INT64_C(1099511627776),
 	    "67108864", "output buffered for one connection before reading from it pauses"),
+	ENUM("auto.create.topics.enable", auto_create_topics, bool_names, "true",
+	     "create a Kafka topic when a client asks for metadata of or produces to an unknown one"),
+	INT("num.partitions", num_partitions, 1, 10000, "1",
+	    "partitions of an automatically created Kafka topic"),
 	INT("max.connections", max_connections, 1, 1048576, "10000",
 	    "open client connections across all listeners; more are refused"),
 	INT("shutdown.timeout.ms", shutdown_timeout_ms, 0, 3600000, "10000",
