@@ -41,6 +41,8 @@ struct config {
 	int64_t message_max_bytes;        /* message.max.bytes: largest record batch */
 	int64_t socket_request_max_bytes; /* socket.request.max.bytes: largest request frame */
 	int64_t conn_output_max_bytes;    /* conn.output.max.bytes: per-connection output buffer cap */
+	int auto_create_topics;           /* auto.create.topics.enable: false|true (0|1) */
+	int num_partitions;               /* num.partitions: partitions of auto-created topics */
 	int64_t max_connections;          /* max.connections: accepted connections, all listeners */
 	int64_t shutdown_timeout_ms;      /* shutdown.timeout.ms: in-flight work grace on SIGTERM */
 };

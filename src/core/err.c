@@ -23,6 +23,8 @@ const char *err_str(int code)
 	case ERR_RANGE: return "out of range";
 	case ERR_CLOSED: return "closed";
 	case ERR_UNSUPPORTED: return "unsupported";
+	case ERR_SEQUENCE: return "sequence number out of order";
+	case ERR_FENCED: return "producer epoch fenced";
 	default:
 		if (code < ERR_AGAIN)
 			return strerror(code);

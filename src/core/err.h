@@ -24,6 +24,8 @@ enum err_code {
 	ERR_RANGE,            /* offset or index out of range */
 	ERR_CLOSED,           /* object is closed or shutting down */
 	ERR_UNSUPPORTED,      /* valid but not supported */
+	ERR_SEQUENCE,         /* idempotent producer: sequence out of order */
+	ERR_FENCED,           /* idempotent producer: epoch older than the current one */
 };
 
 /* Returns a static description of a code (negative or positive, ERR_* or errno). */

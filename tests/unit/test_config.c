@@ -56,12 +56,13 @@ static const struct int_key int_keys[] = {
 	IK("socket.request.max.bytes", socket_request_max_bytes, 1024, I32_MAX, 104857600),
 	IK("conn.output.max.bytes", conn_output_max_bytes, 65536, INT64_C(1099511627776),
 	   67108864),
+	IK("num.partitions", num_partitions, 1, 10000, 1),
 	IK("max.connections", max_connections, 1, 1048576, 10000),
 	IK("shutdown.timeout.ms", shutdown_timeout_ms, 0, 3600000, 10000),
 };
 #define N_INT_KEYS (sizeof int_keys / sizeof int_keys[0])
-/* 16 integer keys + 2 strings + 2 enums. */
-#define N_KEYS 20
+/* 17 integer keys + 2 strings + 3 enums. */
+#define N_KEYS 22
 
 static int64_t get_int(const struct config *cfg, const struct int_key *k)
 {
