@@ -332,7 +332,7 @@ static int step(struct catalog *cat, sqlite3_stmt *st)
 /* Runs a parameterless statement (transaction control) to completion. */
 static int run(struct catalog *cat, enum st id)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	int err = stmt_get(cat, id, &st);
 	if (err)
 		return err;
@@ -519,7 +519,7 @@ struct list_ctx {
 /* Looks up the row id of a name with a "SELECT id ... WHERE name = ?1" statement. */
 static int lookup_id(struct catalog *cat, enum st id, struct slice name, int64_t *out)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	int err = stmt_get(cat, id, &st);
 	if (err)
 		return err;
@@ -542,7 +542,7 @@ static int delete_by_name(struct catalog *cat, enum st id, struct slice name, si
 {
 	if (!name_ok(name, max))
 		return -ERR_INVALID;
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	int err = stmt_get(cat, id, &st);
 	if (err)
 		return err;
@@ -617,7 +617,7 @@ int catalog_rollback(struct catalog *cat)
 /* Runs one-off SQL returning an integer in its first row (PRAGMAs, counts). */
 static int query_int(struct catalog *cat, const char *sql, int64_t *out)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(cat->db, sql, -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return map_rc(cat, rc, sql);
@@ -635,7 +635,7 @@ static int query_int(struct catalog *cat, const char *sql, int64_t *out)
 /* Runs one-off SQL and copies the text of its first row into buf. */
 static int query_text(struct catalog *cat, const char *sql, char *buf, size_t cap)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(cat->db, sql, -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return map_rc(cat, rc, sql);
@@ -843,7 +843,7 @@ static void topic_row(struct row *r, int64_t *id, struct catalog_topic *t)
 static int topic_lookup(struct catalog *cat, struct slice name, int64_t *id,
 			struct catalog_topic *t)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	int err = stmt_get(cat, ST_TOPIC_GET, &st);
 	if (err)
 		return err;
@@ -865,7 +865,7 @@ static int topic_lookup(struct catalog *cat, struct slice name, int64_t *id,
 /* Adds partition rows first..last-1 of topic id. */
 static int partitions_insert(struct catalog *cat, int64_t id, int32_t first, int32_t last)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	int err = stmt_get(cat, ST_PARTITIONS_INSERT, &st);
 	if (err)
 		return err;
@@ -882,7 +882,7 @@ static int partitions_insert(struct catalog *cat, int64_t id, int32_t first, int
 static int config_write(struct catalog *cat, enum st id, int64_t topic, struct slice key,
 			struct slice value)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	int err = stmt_get(cat, id, &st);
 	if (err)
 		return err;
@@ -916,7 +916,7 @@ int catalog_topic_create(struct catalog *cat, struct slice name, int32_t partiti
 	int err = tx_start(cat, &outer);
 	if (err)
 		return err;
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	err = stmt_get(cat, ST_TOPIC_INSERT, &st);
 	if (err == 0) {
 		int rc = SQLITE_OK;
@@ -965,7 +965,7 @@ int catalog_topic_get(struct catalog *cat, struct slice name, struct catalog_top
 		*out = t;
 	if (config_fn == NULL)
 		return 0;
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	err = stmt_get(cat, ST_CONFIG_LIST, &st);
 	if (err)
 		return err;
@@ -988,7 +988,7 @@ static int topic_each(struct row *r, void *ctx)
 
 int catalog_topic_list(struct catalog *cat, catalog_topic_fn fn, void *arg)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	int err = stmt_get(cat, ST_TOPIC_LIST, &st);
 	if (err)
 		return err;
@@ -1013,7 +1013,7 @@ int catalog_topic_add_partitions(struct catalog *cat, struct slice name, int32_t
 	if (err == 0 && new_count <= t.partitions)
 		err = -ERR_INVALID; /* Kafka: INVALID_PARTITIONS, counts only grow */
 	if (err == 0) {
-		sqlite3_stmt *st;
+		sqlite3_stmt *st = NULL;
 		err = stmt_get(cat, ST_TOPIC_SET_PARTITIONS, &st);
 		if (err == 0) {
 			int rc = SQLITE_OK;
@@ -1060,7 +1060,7 @@ int catalog_exchange_create(struct catalog *cat, const struct catalog_exchange *
 	if (x == NULL || !name_ok(x->name, CATALOG_NAME_MAX) ||
 	    !name_ok(x->type, CATALOG_NAME_MAX) || !blob_ok(x->arguments, CATALOG_ARGUMENTS_MAX))
 		return -ERR_INVALID;
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	int err = stmt_get(cat, ST_EXCHANGE_INSERT, &st);
 	if (err)
 		return err;
@@ -1086,7 +1086,7 @@ int catalog_exchange_get(struct catalog *cat, struct slice name, struct catalog_
 	memset(out, 0, sizeof(*out));
 	if (!name_ok(name, CATALOG_NAME_MAX))
 		return -ERR_INVALID;
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	int err = stmt_get(cat, ST_EXCHANGE_GET, &st);
 	if (err)
 		return err;
@@ -1129,7 +1129,7 @@ static int exchange_each(struct row *r, void *ctx)
 
 int catalog_exchange_list(struct catalog *cat, catalog_exchange_fn fn, void *arg)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	int err = stmt_get(cat, ST_EXCHANGE_LIST, &st);
 	if (err)
 		return err;
@@ -1156,7 +1156,7 @@ int catalog_queue_create(struct catalog *cat, const struct catalog_queue *q)
 	if (q == NULL || !name_ok(q->name, CATALOG_NAME_MAX) ||
 	    !blob_ok(q->arguments, CATALOG_ARGUMENTS_MAX))
 		return -ERR_INVALID;
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	int err = stmt_get(cat, ST_QUEUE_INSERT, &st);
 	if (err)
 		return err;
@@ -1181,7 +1181,7 @@ int catalog_queue_get(struct catalog *cat, struct slice name, struct catalog_que
 	memset(out, 0, sizeof(*out));
 	if (!name_ok(name, CATALOG_NAME_MAX))
 		return -ERR_INVALID;
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	int err = stmt_get(cat, ST_QUEUE_GET, &st);
 	if (err)
 		return err;
@@ -1224,7 +1224,7 @@ static int queue_each(struct row *r, void *ctx)
 
 int catalog_queue_list(struct catalog *cat, catalog_queue_fn fn, void *arg)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	int err = stmt_get(cat, ST_QUEUE_LIST, &st);
 	if (err)
 		return err;
@@ -1263,7 +1263,7 @@ static int binding_write(struct catalog *cat, enum st id, const struct catalog_b
 	int err = binding_resolve(cat, b, &source, &dest_queue, &dest_exchange);
 	if (err)
 		return err;
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	err = stmt_get(cat, id, &st);
 	if (err)
 		return err;
@@ -1306,7 +1306,7 @@ static int binding_each(struct row *r, void *ctx)
 static int binding_iterate(struct catalog *cat, enum st id, struct slice name,
 			   catalog_binding_fn fn, void *arg)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	int err = stmt_get(cat, id, &st);
 	if (err)
 		return err;
@@ -1358,7 +1358,7 @@ static int offset_check(const struct catalog_offset *o)
 /* Upserts one offset of group; -ERR_NOT_FOUND for a missing topic or partition. */
 static int offset_upsert(struct catalog *cat, struct slice group, const struct catalog_offset *o)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	int err = stmt_get(cat, ST_OFFSET_UPSERT, &st);
 	if (err)
 		return err;
@@ -1424,7 +1424,7 @@ int catalog_offset_fetch(struct catalog *cat, struct slice group, struct slice t
 	if (!name_ok(group, CATALOG_GROUP_NAME_MAX) || !name_ok(topic, CATALOG_TOPIC_NAME_MAX) ||
 	    partition < 0)
 		return -ERR_INVALID;
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	int err = stmt_get(cat, ST_OFFSET_FETCH, &st);
 	if (err)
 		return err;
@@ -1475,7 +1475,7 @@ int catalog_offsets_list(struct catalog *cat, struct slice group, catalog_offset
 {
 	if (!name_ok(group, CATALOG_GROUP_NAME_MAX))
 		return -ERR_INVALID;
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	int err = stmt_get(cat, ST_OFFSET_LIST, &st);
 	if (err)
 		return err;
@@ -1496,7 +1496,7 @@ static int group_each(struct row *r, void *ctx)
 
 int catalog_groups_list(struct catalog *cat, catalog_group_fn fn, void *arg)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	int err = stmt_get(cat, ST_GROUP_LIST, &st);
 	if (err)
 		return err;
@@ -1519,7 +1519,7 @@ int catalog_queue_checkpoint_set(struct catalog *cat, struct slice queue, struct
 		return -ERR_INVALID;
 	if (data.len > CATALOG_CHECKPOINT_MAX)
 		return -ERR_TOO_LARGE;
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	int err = stmt_get(cat, ST_CHECKPOINT_SET, &st);
 	if (err)
 		return err;
@@ -1540,7 +1540,7 @@ int catalog_queue_checkpoint_get(struct catalog *cat, struct slice queue,
 	*len = 0;
 	if (!name_ok(queue, CATALOG_NAME_MAX))
 		return -ERR_INVALID;
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	int err = stmt_get(cat, ST_CHECKPOINT_GET, &st);
 	if (err)
 		return err;
