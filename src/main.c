@@ -8,13 +8,15 @@
  * Signals: SIGINT and SIGTERM are blocked in every thread and the main thread
  * takes them with sigwaitinfo, so no code runs in a signal handler. The first
  * one starts an orderly shutdown on a separate thread:
- *   stop accepting ─► close connections (drain, then cut) ─► shutdown hooks in
- *   reverse order of registration ─► stop the loops ─► exit 0
+ *   stop accepting ─► close connections (drain, then cut) ─► wait for requests
+ *   in flight ─► stop retention ─► stop the loops ─► fsync and close logs and
+ *   the catalog ─► unlock the data directory ─► exit 0
  * while the main thread keeps waiting: a second signal exits at once with 1,
  * and so does a shutdown that overruns shutdown.timeout.ms.
  *
- * Until the Kafka, AMQP and HTTP front ends exist every listener serves the
- * "pending" protocol, which accepts connections and discards their input.
+ * The Kafka listener serves the Kafka front end (kafka/kafka_server.h). Until
+ * the AMQP and HTTP front ends exist their listeners serve the "pending"
+ * protocol, which accepts connections and discards their input.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -37,11 +39,12 @@
 #include "net/conn.h"
 #include "net/listener.h"
 #include "net/loop.h"
+#include "broker/broker.h"
+#include "kafka/kafka_server.h"
 #include "version.h"
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
-#define SHUTDOWN_HOOKS_MAX 32
 #define SHUTDOWN_MIN_MS 1000
 
 /* A command-line flag and the configuration key it sets (NULL: handled here). */
@@ -65,19 +68,11 @@ static const struct flag flags[] = {
 };
 #define N_FLAGS (sizeof flags / sizeof flags[0])
 
-/* A function to run at shutdown, after connections close and before the loops stop. */
-struct shutdown_hook {
-	const char *name;
-	void (*fn)(void *arg);
-	void *arg;
-};
-
-static struct shutdown_hook hooks[SHUTDOWN_HOOKS_MAX];
-static int n_hooks;
-
 /* The broker's running state, shared with the shutdown thread. */
-struct broker {
+struct server {
 	struct config cfg;
+	struct broker *broker;          /* topics, partitions, storage */
+	struct kafka_server *kafka;     /* the Kafka front end */
 	struct loop_group *group;
 	struct listener *listeners[3];
 	int n_listeners;
@@ -234,31 +229,9 @@ static int lock_data_dir(const char *dir)
 	return fd;
 }
 
-/*
- * Registers fn(arg) to run at shutdown; hooks run in reverse order of
- * registration (storage registers its flush/close after opening). Returns 0
- * or -ERR_TOO_LARGE when the table is full.
- */
-static int shutdown_hook_add(const char *name, void (*fn)(void *arg), void *arg)
-{
-	if (n_hooks == SHUTDOWN_HOOKS_MAX)
-		return -ERR_TOO_LARGE;
-	hooks[n_hooks++] = (struct shutdown_hook){ name, fn, arg };
-	return 0;
-}
-
-static void shutdown_hooks_run(void)
-{
-	while (n_hooks > 0) {
-		struct shutdown_hook *h = &hooks[--n_hooks];
-		diag_debug("main", "shutdown hook: %s", h->name);
-		h->fn(h->arg);
-	}
-}
-
 static void unlock_data_dir(void *arg)
 {
-	struct broker *b = arg;
+	struct server *b = arg;
 	if (b->lock_fd >= 0) {
 		flock(b->lock_fd, LOCK_UN);
 		close(b->lock_fd);
@@ -288,8 +261,8 @@ static const struct net_proto pending_proto = {
 	.max_buffer = 64 * 1024,
 };
 
-/* Stops listeners, connections, hooks and loops; returns the exit status. */
-static int broker_stop(struct broker *b, int64_t conn_timeout_ms)
+/* Stops listeners, connections, loops and storage; returns the exit status. */
+static int broker_stop(struct server *b, int64_t conn_timeout_ms)
 {
 	for (int i = 0; i < b->n_listeners; i++)
 		listener_stop(b->listeners[i]);
@@ -301,7 +274,11 @@ static int broker_stop(struct broker *b, int64_t conn_timeout_ms)
 		if (left > 0)
 			diag_warn("main", "%zu connections did not close in time", left);
 	}
-	shutdown_hooks_run();
+	/* Requests still waiting on storage (fsyncs, reads) finish while loops run. */
+	if (b->kafka != NULL && !kafka_server_wait_idle(b->kafka, conn_timeout_ms))
+		diag_warn("main", "Kafka requests still in flight at shutdown");
+	if (b->broker != NULL)
+		broker_quiesce(b->broker);
 	if (b->group != NULL) {
 		int e = loop_group_stop(b->group);
 		b->group = NULL;
@@ -310,12 +287,18 @@ static int broker_stop(struct broker *b, int64_t conn_timeout_ms)
 			rc = EXIT_RUNTIME;
 		}
 	}
+	kafka_server_free(b->kafka);
+	b->kafka = NULL;
+	/* Logs are fsynced and closed, the catalog closed, after every loop stopped. */
+	broker_close(b->broker);
+	b->broker = NULL;
+	unlock_data_dir(b);
 	return rc;
 }
 
 static void *shutdown_main(void *arg)
 {
-	struct broker *b = arg;
+	struct server *b = arg;
 	int64_t t = b->cfg.shutdown_timeout_ms;
 	b->shutdown_rc = broker_stop(b, t / 2);
 	atomic_store(&b->shutdown_done, 1);
@@ -329,7 +312,7 @@ static const char *signal_name(int sig)
 }
 
 /* Runs the shutdown thread and waits for it, a second signal, or the deadline. */
-static int shutdown_wait(struct broker *b, const sigset_t *sigs)
+static int shutdown_wait(struct server *b, const sigset_t *sigs)
 {
 	pthread_t th;
 	if (pthread_create(&th, NULL, shutdown_main, b) != 0) {
@@ -378,11 +361,21 @@ static int shutdown_wait(struct broker *b, const sigset_t *sigs)
 }
 
 /* Starts the loops and one listener per enabled port; returns 0 or -1 (logged). */
-static int broker_start(struct broker *b)
+static int broker_start(struct server *b)
 {
 	int rc = loop_group_start(b->cfg.threads, &b->group);
 	if (rc != 0) {
 		diag_error("main", "cannot start event loops: %s", err_str(rc));
+		return -1;
+	}
+	rc = broker_open(&b->cfg, b->group, &b->broker);
+	if (rc != 0) {
+		diag_error("main", "cannot open the data directory: %s", err_str(rc));
+		return -1;
+	}
+	rc = kafka_server_new(b->broker, b->group, &b->kafka);
+	if (rc != 0) {
+		diag_error("main", "cannot start the Kafka front end: %s", err_str(rc));
 		return -1;
 	}
 	static const char *services[] = { "kafka", "amqp", "http" };
@@ -394,8 +387,14 @@ static int broker_start(struct broker *b)
 		}
 		char err[256];
 		struct listener *l;
-		rc = listener_start(b->group, b->cfg.listen_host, ports[i], &pending_proto,
-				    (void *)services[i], &l, err, sizeof err);
+		const struct net_proto *proto = &pending_proto;
+		void *ctx = (void *)services[i];
+		if (i == 0) {
+			proto = kafka_server_proto();
+			ctx = b->kafka;
+		}
+		rc = listener_start(b->group, b->cfg.listen_host, ports[i], proto, ctx, &l, err,
+				    sizeof err);
 		if (rc != 0) {
 			diag_error("main", "%s (%s)", err, services[i]);
 			return -1;
@@ -409,7 +408,7 @@ static int broker_start(struct broker *b)
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
-	static struct broker b;
+	static struct server b;
 	b.lock_fd = -1;
 	config_defaults(&b.cfg);
 
@@ -442,8 +441,6 @@ int main(int argc, char **argv)
 	b.lock_fd = lock_data_dir(b.cfg.data_dir);
 	if (b.lock_fd < 0)
 		return EXIT_RUNTIME;
-	/* First registered, so it runs last: the directory is free once all else closed. */
-	shutdown_hook_add("data directory lock", unlock_data_dir, &b);
 
 	if (broker_start(&b) != 0) {
 		broker_stop(&b, 0);
