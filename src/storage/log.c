@@ -519,8 +519,13 @@ int log_roll(struct log *log, int64_t now_ms)
 	return roll(log);
 }
 
-/* True when the append (len bytes, offsets offsets) must go to a new segment. */
-static int needs_roll(const struct log *log, size_t len, int64_t offsets, int64_t now_ms)
+/*
+ * True when the append (len bytes, offsets offsets, newest timestamp batch_ts)
+ * must go to a new segment. Age is Kafka's: the newest timestamp arriving
+ * minus the segment's first one, so producers with old CreateTime timestamps
+ * do not roll a segment per batch.
+ */
+static int needs_roll(const struct log *log, size_t len, int64_t offsets, int64_t batch_ts)
 {
 	const struct log_segment *s = active(log);
 	int64_t size = log_segment_size(s);
@@ -530,7 +535,7 @@ static int needs_roll(const struct log *log, size_t len, int64_t offsets, int64_
 		return 1;
 	if ((int64_t)len > LOG_SEGMENT_MAX_POSITION - size)
 		return 1;
-	if (log->cfg.segment_ms >= 0 && now_ms - log_segment_roll_base_ms(s) > log->cfg.segment_ms)
+	if (log->cfg.segment_ms >= 0 && batch_ts - log_segment_roll_base_ms(s) > log->cfg.segment_ms)
 		return 1;
 	/* relative offsets of one segment fit u32 */
 	if (log_segment_next_offset(s) - log_segment_base_offset(s) + offsets > (int64_t)UINT32_MAX)
@@ -559,8 +564,12 @@ int log_append(struct log *log, uint8_t *batches, size_t len, int64_t now_ms, in
 	size_t pos;
 	int rc;
 	record_batch_walk_init(&w, batches, len, (size_t)log->cfg.max_batch_bytes, 1);
+	int64_t batch_ts = -1;
 	while ((rc = record_batch_walk_next(&w, &h, &b, &pos)) == 1) {
 		int64_t n = (int64_t)h.last_offset_delta + 1;
+		int64_t ts = log_append_time || h.max_timestamp < 0 ? now_ms : h.max_timestamp;
+		if (ts > batch_ts)
+			batch_ts = ts;
 		if (next - base + n > INT32_MAX)
 			return -ERR_TOO_LARGE;
 		if (next > INT64_MAX - n)
@@ -573,7 +582,7 @@ int log_append(struct log *log, uint8_t *batches, size_t len, int64_t now_ms, in
 	}
 	if (rc)
 		return rc;
-	if (needs_roll(log, len, next - base, now_ms)) {
+	if (needs_roll(log, len, next - base, batch_ts)) {
 		rc = roll(log);
 		if (rc)
 			return rc;

@@ -119,15 +119,16 @@ static int64_t m_size(struct model *m)
 	return t;
 }
 
-/* The rule of log.c's needs_roll. */
-static int m_needs_roll(struct model *m, size_t len, int64_t offsets)
+/* The rule of log.c's needs_roll: age is the newest incoming timestamp (the
+ * append time for LogAppendTime) minus the segment's first timestamp. */
+static int m_needs_roll(struct model *m, size_t len, int64_t offsets, int64_t batch_ts)
 {
 	struct mseg *a = active(m);
 	if (a->size == 0)
 		return 0;
 	if ((int64_t)len > m->cfg.segment_bytes - a->size)
 		return 1;
-	if (m->cfg.segment_ms >= 0 && m->now - a->roll_base > m->cfg.segment_ms)
+	if (m->cfg.segment_ms >= 0 && batch_ts - a->roll_base > m->cfg.segment_ms)
 		return 1;
 	return a->next - a->base + offsets > (int64_t)UINT32_MAX;
 }
@@ -290,7 +291,8 @@ static void op_append(struct model *m, struct log *log)
 		free(buf);
 		return;
 	}
-	if (m_needs_roll(m, len, info.offsets))
+	int64_t batch_ts = lat || info.max_timestamp < 0 ? m->now : info.max_timestamp;
+	if (m_needs_roll(m, len, info.offsets, batch_ts))
 		m_roll(m);
 	int64_t end = m_end(m);
 	assert_int_equal(log_append(log, buf, len, m->now, lat, &res), 0);
