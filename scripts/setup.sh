@@ -19,3 +19,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# Real clients the integration tests drive.
+"$(dirname "$0")/setup-kafka-clients.sh"

@@ -64,7 +64,7 @@
 
 #define GROUP_ID_MAX 1024                  /* bytes of a group id we keep state for */
 #define GROUP_MEMBERS_MAX 1000             /* members + pending member ids per group */
-#define GROUP_PROTOCOLS_MAX 64             /* protocols one member may offer */
+#define GROUP_PROTOCOLS_MAX 16             /* protocols one member may offer */
 #define GROUP_NAME_MAX 255                 /* protocol type and protocol names */
 #define GROUP_INSTANCE_ID_MAX 249          /* group.instance.id (Kafka's limit) */
 #define GROUP_CLIENT_ID_KEEP 255           /* client id bytes used in member ids */
@@ -736,38 +736,36 @@ static bool protocols_match(const struct member *m, const struct group_join_args
  * Picks the group's protocol: among those every member supports, each member
  * votes for the first in its own preference order; most votes wins, ties go
  * to the leader's preference order (Kafka: GroupMetadata.selectProtocol).
+ * A common protocol is one of the leader's, so the candidates are its list.
  */
 static struct slice select_protocol(const struct group *grp)
 {
 	const struct member *l = grp->leader;
-	size_t best = SIZE_MAX, best_votes = 0;
-	for (size_t c = 0; c < l->n_protos; c++) {
-		struct slice name = blob_slice(&l->protos[c].name);
-		bool common = true;
-		for (size_t k = 0; common && k < grp->n_members; k++)
-			common = member_supports(grp->members[k], name);
-		if (!common)
-			continue;
-		size_t votes = 0;
-		for (size_t k = 0; k < grp->n_members; k++) {
-			const struct member *m = grp->members[k];
-			/* m's vote: its first protocol that all members support */
-			for (size_t p = 0; p < m->n_protos; p++) {
-				bool all = true;
-				for (size_t j = 0; all && j < grp->n_members; j++)
-					all = member_supports(grp->members[j],
-							      blob_slice(&m->protos[p].name));
-				if (all) {
-					votes += blob_eq(&m->protos[p].name, name);
+	bool common[GROUP_PROTOCOLS_MAX] = { false };
+	size_t votes[GROUP_PROTOCOLS_MAX] = { 0 };
+	size_t nc = l->n_protos < GROUP_PROTOCOLS_MAX ? l->n_protos : GROUP_PROTOCOLS_MAX;
+	for (size_t c = 0; c < nc; c++) {
+		common[c] = true;
+		for (size_t k = 0; common[c] && k < grp->n_members; k++)
+			common[c] = member_supports(grp->members[k], blob_slice(&l->protos[c].name));
+	}
+	for (size_t k = 0; k < grp->n_members; k++) {
+		const struct member *m = grp->members[k];
+		size_t vote = SIZE_MAX;
+		for (size_t p = 0; vote == SIZE_MAX && p < m->n_protos; p++)
+			for (size_t c = 0; c < nc; c++)
+				if (common[c] && blob_eq(&l->protos[c].name,
+							 blob_slice(&m->protos[p].name))) {
+					vote = c;
 					break;
 				}
-			}
-		}
-		if (best == SIZE_MAX || votes > best_votes) {
-			best = c;
-			best_votes = votes;
-		}
+		if (vote != SIZE_MAX)
+			votes[vote]++;
 	}
+	size_t best = SIZE_MAX;
+	for (size_t c = 0; c < nc; c++)
+		if (common[c] && (best == SIZE_MAX || votes[c] > votes[best]))
+			best = c;
 	if (best == SIZE_MAX)
 		best = 0; /* cannot happen: joins check a common protocol */
 	return blob_slice(&l->protos[best].name);
@@ -792,8 +790,11 @@ static void prepare_rebalance(struct group_coordinator *g, struct group *grp, co
 	if (grp->state == GROUP_COMPLETING_REBALANCE) {
 		/* Members waiting in SyncGroup must rejoin. */
 		for (size_t i = 0; i < grp->n_members; i++) {
-			answer_sync(grp->members[i], KAFKA_REBALANCE_IN_PROGRESS, NULL);
-			blob_fini(&grp->members[i]->assignment);
+			struct member *m = grp->members[i];
+			answer_sync(m, KAFKA_REBALANCE_IN_PROGRESS, NULL);
+			account(g, grp, 0, m->assignment.len);
+			m->bytes -= m->assignment.len;
+			blob_fini(&m->assignment);
 		}
 	}
 	int64_t now = now_ms();
