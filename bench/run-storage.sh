@@ -11,7 +11,8 @@
 #   8 no-wait  bench_storage --case batch8-nowait
 #   fsync/write refs: fio (else dd oflag=dsync) writing blocks of one encoded
 #              batch with fdatasync after every write, 1 job and 8 jobs
-#   batch      bench_storage --case batch / batch8 (SECONDS each)
+#   batch      bench_storage --case batch / batch8 / batch8-shared (SECONDS each;
+#              batch8-shared: 8 appenders on one log, as producers to one partition)
 # and prints medians and ratios. Everything runs in one temp dir (so on one
 # disk), removed at exit. Whole run: about 2 minutes with the defaults.
 #
@@ -153,6 +154,7 @@ measure() {
 	batch) bench_case batch ;;
 	syncN) raw_fsync_per_write "$THREADS" ;;
 	batchN) bench_case batch8 ;;
+	batchS) bench_case batch8-shared ;;
 	esac
 }
 
@@ -169,7 +171,7 @@ budget_left() {
 # The order rotates each rep: this disk is faster or slower depending on which
 # blocks a file gets (see docs/benchmarks.md), so no case may always come first.
 FAST=(raw raw16 os interval nowait)
-TIMED=(sync1 batch syncN batchN)
+TIMED=(sync1 batch syncN batchN batchS)
 for ((rep = 0; rep < FAST_REPS; rep++)); do
 	echo "bytes-bounded rep $((rep + 1))/$FAST_REPS ..." >&2
 	for ((k = 0; k < ${#FAST[@]}; k++)); do
@@ -216,6 +218,7 @@ row "log.flush=batch, 1 appender (waits for ack)" batch "$raw" "raw sequential"
 row "  same, vs its fsync-per-write reference" batch "$sync1" "fdatasync/write, 1 job"
 row "log.flush=batch, $THREADS appenders (wait for ack)" batchN "$raw" "raw sequential" 0.5
 row "  same, vs its fsync-per-write reference" batchN "$syncN" "fdatasync/write, $THREADS jobs"
+row "log.flush=batch, $THREADS appenders on ONE log (wait)" batchS "$raw" "raw sequential" 0.5
 row "log.flush=batch, $THREADS appenders, no wait" nowait "$raw" "raw sequential"
 echo
 echo "bench_storage RESULT lines:"

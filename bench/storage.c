@@ -98,6 +98,8 @@ struct appender {
 	int64_t bytes_target;  /* stop after this many bytes (0: at the deadline only) */
 	int64_t deadline_ns;   /* stop at this time in any case */
 	struct acks acks;
+	pthread_mutex_t *log_lock; /* shared-log case: appenders take turns, as the
+				    * partition's owner loop serializes producers */
 	int64_t bytes;         /* result */
 	int64_t appends;       /* result */
 	int err;               /* result: first error */
@@ -113,9 +115,13 @@ static void *appender_main(void *p)
 		    clock_mono_ns() >= a->deadline_ns)
 			break;
 		struct log_append_result res;
+		if (a->log_lock)
+			pthread_mutex_lock(a->log_lock);
 		int rc = log_append(a->log, a->batch, a->batch_len, clock_now_ms(), 0, &res);
 		if (rc == 0)
 			rc = flusher_sync(a->fl, res.file, acks_done, &a->acks);
+		if (a->log_lock)
+			pthread_mutex_unlock(a->log_lock);
 		if (rc != 0) {
 			a->err = rc;
 			break;
@@ -130,7 +136,7 @@ static void *appender_main(void *p)
 	}
 	if (a->err == 0 && acks_wait(&a->acks, issued, DRAIN_WAIT_S) != 0)
 		a->err = -ETIMEDOUT;
-	if (a->err == 0 && a->final_sync)
+	if (a->err == 0 && a->final_sync && !a->log_lock)
 		a->err = log_sync(a->log);
 	if (a->err == 0 && a->acks.errors > 0)
 		a->err = -ERR_IO;
@@ -178,14 +184,16 @@ struct case_def {
 	int threads;      /* 0: opts->threads */
 	bool wait;
 	bool bytes_bounded;
+	bool shared;      /* every appender writes the same log */
 };
 
 static const struct case_def cases[] = {
-	{ "os", CONFIG_FLUSH_OS, 1, false, true },
-	{ "interval", CONFIG_FLUSH_INTERVAL, 1, false, true },
-	{ "batch", CONFIG_FLUSH_BATCH, 1, true, false },
-	{ "batch8", CONFIG_FLUSH_BATCH, 0, true, false },
-	{ "batch8-nowait", CONFIG_FLUSH_BATCH, 0, false, true },
+	{ "os", CONFIG_FLUSH_OS, 1, false, true, false },
+	{ "interval", CONFIG_FLUSH_INTERVAL, 1, false, true, false },
+	{ "batch", CONFIG_FLUSH_BATCH, 1, true, false, false },
+	{ "batch8", CONFIG_FLUSH_BATCH, 0, true, false, false },
+	{ "batch8-nowait", CONFIG_FLUSH_BATCH, 0, false, true, false },
+	{ "batch8-shared", CONFIG_FLUSH_BATCH, 0, true, false, true },
 };
 
 static int run_case(const struct options *o, const struct case_def *c)
@@ -196,6 +204,7 @@ static int run_case(const struct options *o, const struct case_def *c)
 	char dir[4096];
 	int rc = apps ? 0 : -ERR_NOMEM;
 	int opened = 0;
+	pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 	if (rc == 0)
 		rc = flusher_new(c->policy, o->interval_ms, &fl);
 	struct log_config cfg;
@@ -203,10 +212,16 @@ static int run_case(const struct options *o, const struct case_def *c)
 	for (int i = 0; rc == 0 && i < nthreads; i++) {
 		struct appender *a = &apps[i];
 		snprintf(dir, sizeof dir, "%s/%s-%d", o->dir, c->name, i);
-		rc = log_open(dir, &cfg, clock_now_ms(), &a->log);
-		if (rc != 0)
-			break;
-		opened++;
+		if (c->shared && i > 0) {
+			a->log = apps[0].log;
+		} else {
+			rc = log_open(dir, &cfg, clock_now_ms(), &a->log);
+			if (rc != 0)
+				break;
+			opened++;
+		}
+		if (c->shared)
+			a->log_lock = &log_lock;
 		rc = encode_batch(o->records, o->record_bytes, &a->batch, &a->batch_len);
 		a->fl = fl;
 		a->wait = c->wait;
@@ -255,6 +270,8 @@ out:
 		int drc = log_delete(apps[i].log);
 		if (drc != 0)
 			fprintf(stderr, "bench_storage: delete log: %s\n", err_str(drc));
+	}
+	for (int i = 0; apps && i < nthreads; i++) {
 		pthread_mutex_destroy(&apps[i].acks.mu);
 		pthread_cond_destroy(&apps[i].acks.cond);
 		free(apps[i].batch);
@@ -266,7 +283,7 @@ out:
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: bench_storage --dir DIR [--case os|interval|batch|batch8|batch8-nowait]\n"
+		"usage: bench_storage --dir DIR [--case os|interval|batch|batch8|batch8-nowait|batch8-shared]\n"
 		"       [--mb 1024] [--max-seconds 20] [--seconds 5] [--records 16] [--record-bytes 1024]\n"
 		"       [--threads 8] [--interval-ms 1000] | --batch-bytes\n"
 		"  --batch-bytes prints the size of one encoded batch and exits.\n");
