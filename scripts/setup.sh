@@ -22,3 +22,4 @@ fi
 
 # Real clients the integration tests drive.
 "$(dirname "$0")/setup-kafka-clients.sh"
+"$(dirname "$0")/setup-rsyslog.sh"

@@ -246,8 +246,8 @@ def test_rsyslog_omkafka_forwards_every_line(kafka_factory, tmp_path):
         rsyslog.start()
         t0 = time.monotonic()
         # Recent timestamps, as a live pipeline has: omkafka passes the syslog
-        # TIMESTAMP on as the record's CreateTime, and a segment whose first record
-        # is older than log.segment.ms (7 days) would be rolled after every batch.
+        # TIMESTAMP on as the record's CreateTime, and retention (log.retention.ms,
+        # 7 days) goes by record timestamps, so older lines could be deleted early.
         base_ms = int(time.time() * 1000) - 60000
         send_lines(rsyslog.tcp_port, COUNT, base_ms)
 
