@@ -1,0 +1,113 @@
+/*
+ * queue.h: a message queue (AMQP's) on a storage log, with delivery state.
+ *
+ * A queue is a log (storage/log.h) plus what the log cannot say by itself:
+ * which stored messages are ready, which are delivered and waiting for an ack,
+ * which are acked. Each message is one record batch, opaque to the queue (the
+ * AMQP front end encodes routing key, properties and body into it); the queue
+ * knows only its offset, size, and the expiry time and priority the caller
+ * gives.
+ *
+ *   publish ──► log append ──► ready ──deliver──► unacked ──ack──► acked
+ *                                ▲                   │
+ *                                └──── requeue ──────┘ (nack/reject/close)
+ *
+ * Order: ready messages leave in offset order; a requeued message goes back
+ * to its original place, so it is delivered again before younger ones
+ * (RabbitMQ's behaviour), with redelivered set.
+ *
+ * Durability (durable queues): the log holds the messages; acks are appended
+ * to DIR/acks (8-byte offsets; the log is DIR/log) as they happen, so after kill -9 exactly the
+ * unacked messages come back. Delivery marks in the same file let a restart
+ * set redelivered on messages that had been delivered. Once every message of
+ * a segment is acked the segment is deleted (log_delete_before) and the ack
+ * file is rewritten without what lies below the ack floor.
+ *
+ * Threads: a queue is owned by one thread; every call below comes from it (the
+ * broker posts work to the owner, as for partitions). Not thread-safe itself.
+ */
+#ifndef SLUICE_QUEUE_H
+#define SLUICE_QUEUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "storage/log.h"
+
+struct queue;
+struct flusher_file;
+
+/* What to do when a publish would pass max_length / max_length_bytes. */
+enum queue_overflow {
+	QUEUE_OVERFLOW_DROP_HEAD,         /* drop (or dead-letter) the oldest ready message */
+	QUEUE_OVERFLOW_REJECT_PUBLISH,    /* refuse the new message (publisher gets a nack) */
+	QUEUE_OVERFLOW_REJECT_PUBLISH_DLX,/* refuse it, and dead-letter it */
+};
+
+struct queue_limits {
+	int64_t max_length;        /* ready messages; -1 no limit */
+	int64_t max_length_bytes;  /* bytes of ready messages; -1 no limit */
+	enum queue_overflow overflow;
+};
+
+/* One message leaving the queue (a delivery, a get, or a drop). */
+struct queue_msg {
+	int64_t offset;          /* its place in the log: the queue's handle for acks */
+	uint8_t *data;           /* owned by the receiver: the stored record batch */
+	size_t len;
+	bool redelivered;        /* delivered before (and not acked) */
+	uint32_t delivery_count; /* times delivered, this one included */
+};
+
+/*
+ * Opens (creating) the queue stored in dir. durable: acks are logged and the
+ * queue survives restarts; else the directory is wiped at open. Recovers
+ * messages and ack state. Returns 0 or a negative error.
+ */
+int queue_open(const char *dir, bool durable, const struct log_config *cfg, struct queue **out);
+/* Closes (syncing acks) and frees. */
+void queue_close(struct queue *q);
+/* Closes and removes everything on disk (queue.delete). */
+void queue_delete(struct queue *q);
+/* Replaces the length limits. */
+void queue_set_limits(struct queue *q, const struct queue_limits *lim);
+
+/*
+ * Appends one message (len bytes of one record batch, rewritten in place with
+ * its offset). expires_at: wall-clock ms after which it is dead (-1 never).
+ * Returns 0 with *offset and the segment file for a durability wait
+ * (borrowed, see log_append), 1 when the overflow policy refused it
+ * (reject-publish), or a negative error. With drop-head, messages dropped to
+ * make room are handed to dropped(arg, msg) (the receiver owns msg->data) so
+ * the caller can dead-letter them.
+ */
+int queue_publish(struct queue *q, uint8_t *batch, size_t len, int64_t expires_at,
+		  int64_t now_ms, int64_t *offset, struct flusher_file **file,
+		  void (*dropped)(void *arg, struct queue_msg *msg), void *arg);
+
+/*
+ * Takes the next ready, unexpired message into *msg (delivered, unacked).
+ * Expired messages met on the way are handed to expired(arg, msg) (may be NULL:
+ * they are just dropped). Returns 1 with a message, 0 when none is ready, or a
+ * negative error (a log read failed).
+ */
+int queue_next(struct queue *q, int64_t now_ms, struct queue_msg *msg,
+	       void (*expired)(void *arg, struct queue_msg *msg), void *arg);
+/* Acks one delivered message. 0, or -ERR_NOT_FOUND if it is not unacked. */
+int queue_ack(struct queue *q, int64_t offset);
+/* Puts a delivered message back in its place, ready again. 0 or -ERR_NOT_FOUND. */
+int queue_requeue(struct queue *q, int64_t offset);
+/* Removes every ready message; returns how many. Unacked ones stay. */
+uint64_t queue_purge(struct queue *q);
+
+/* Ready messages (not delivered, not expired-and-dropped yet). */
+uint64_t queue_ready_count(const struct queue *q);
+/* Bytes of ready messages. */
+uint64_t queue_ready_bytes(const struct queue *q);
+/* Delivered, not yet acked. */
+uint64_t queue_unacked_count(const struct queue *q);
+/* Bytes of the log on disk. */
+int64_t queue_disk_bytes(const struct queue *q);
+
+#endif

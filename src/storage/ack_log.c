@@ -1,0 +1,170 @@
+/*
+ * ack_log.c: append-only acks and delivery marks of one queue (see ack_log.h).
+ * Entries are read back through struct reader; a torn tail is ignored.
+ */
+#include "storage/ack_log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/diag.h"
+#include "core/err.h"
+#include "core/reader.h"
+#include "core/writer.h"
+
+#define ENTRY 8
+#define READ_CHUNK (64 * 1024)
+
+struct ack_log {
+	char *path; /* owned */
+	int fd;
+	int64_t size;
+};
+
+/* Writes all of buf at the end of the file; 0 or a negative errno. */
+static int write_all(int fd, const uint8_t *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, buf, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno == ENOSPC ? -ERR_NOSPC : -errno;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int append_entry(struct ack_log *a, int64_t v)
+{
+	uint8_t b[ENTRY];
+	struct writer w = { .buf = b, .cap = ENTRY, .limit = ENTRY };
+	writer_i64(&w, v);
+	int rc = write_all(a->fd, b, ENTRY);
+	if (!rc)
+		a->size += ENTRY;
+	return rc;
+}
+
+int ack_log_open(const char *path, ack_log_fn fn, void *arg, int64_t *mark, struct ack_log **out)
+{
+	struct ack_log *a = calloc(1, sizeof *a);
+	uint8_t *buf = malloc(READ_CHUNK);
+	if (!a || !buf || !(a->path = strdup(path))) {
+		free(buf);
+		if (a)
+			free(a->path);
+		free(a);
+		return -ERR_NOMEM;
+	}
+	a->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (a->fd < 0) {
+		int rc = -errno;
+		diag_error("storage", "cannot open %s: %s", path, strerror(errno));
+		free(buf);
+		free(a->path);
+		free(a);
+		return rc;
+	}
+	*mark = -1;
+	int64_t pos = 0;
+	for (;;) {
+		ssize_t n = pread(a->fd, buf, READ_CHUNK, pos);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		size_t whole = (size_t)n / ENTRY * ENTRY;
+		struct reader r;
+		reader_init(&r, buf, whole);
+		while (reader_remaining(&r) >= ENTRY) {
+			int64_t v = reader_i64(&r);
+			if (v >= 0)
+				fn(arg, v);
+			else if (-(v + 1) > *mark)
+				*mark = -(v + 1);
+		}
+		pos += (int64_t)whole;
+		if (whole < (size_t)n)
+			break; /* a torn last entry */
+	}
+	free(buf);
+	off_t end = lseek(a->fd, 0, SEEK_END);
+	if (end != pos) {
+		diag_warn("storage", "%s: ignoring %lld bytes of a torn last entry", path,
+			  (long long)(end - pos));
+		if (ftruncate(a->fd, pos) == 0)
+			lseek(a->fd, pos, SEEK_SET);
+	}
+	a->size = pos;
+	*out = a;
+	return 0;
+}
+
+void ack_log_close(struct ack_log *a)
+{
+	if (!a)
+		return;
+	if (fdatasync(a->fd))
+		diag_error("storage", "fsync of %s failed: %s", a->path, strerror(errno));
+	close(a->fd);
+	free(a->path);
+	free(a);
+}
+
+int ack_log_ack(struct ack_log *a, int64_t offset)
+{
+	return offset < 0 ? -ERR_INVALID : append_entry(a, offset);
+}
+
+int ack_log_mark(struct ack_log *a, int64_t mark)
+{
+	return mark < 0 ? -ERR_INVALID : append_entry(a, -(mark + 1));
+}
+
+int ack_log_rewrite(struct ack_log *a, const int64_t *acks, size_t n, int64_t mark)
+{
+	char tmp[4200];
+	snprintf(tmp, sizeof tmp, "%s.tmp", a->path);
+	struct writer w;
+	writer_init(&w, (n + 1) * ENTRY);
+	for (size_t i = 0; i < n; i++)
+		writer_i64(&w, acks[i]);
+	if (mark >= 0)
+		writer_i64(&w, -(mark + 1));
+	int rc = w.err;
+	int fd = rc ? -1 : open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (!rc && fd < 0)
+		rc = -errno;
+	if (!rc)
+		rc = write_all(fd, w.buf, w.len);
+	if (!rc && fdatasync(fd))
+		rc = -errno;
+	if (!rc && rename(tmp, a->path))
+		rc = -errno;
+	if (rc) {
+		diag_warn("storage", "rewriting %s failed: %s", a->path, err_str(rc));
+		if (fd >= 0) {
+			close(fd);
+			unlink(tmp);
+		}
+		writer_fini(&w);
+		return rc;
+	}
+	close(a->fd);
+	a->fd = fd;
+	lseek(a->fd, 0, SEEK_END);
+	a->size = (int64_t)w.len;
+	writer_fini(&w);
+	return 0;
+}
+
+int64_t ack_log_size(const struct ack_log *a)
+{
+	return a->size;
+}

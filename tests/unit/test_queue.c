@@ -1,0 +1,268 @@
+/* test_queue.c: the queue engine (broker/queue.h) on a real log in a temp dir. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker/queue.h"
+#include "core/err.h"
+#include "core/writer.h"
+#include "storage/record_batch.h"
+
+static char dir[256];
+
+static int rm_entry(const char *p, const struct stat *st, int f, struct FTW *w)
+{
+	(void)st;
+	(void)f;
+	(void)w;
+	return remove(p);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(dir, sizeof dir, "/tmp/sluice-test-queue-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	return 0;
+}
+
+/* One message as one record batch whose value is "m<n>". */
+static uint8_t *message(int n, size_t *len)
+{
+	char body[32];
+	int blen = snprintf(body, sizeof body, "m%d", n);
+	struct record_batch_rec rec = { 0 };
+	rec.value.data = (const uint8_t *)body;
+	rec.value.len = (size_t)blen;
+	struct record_batch_params p;
+	record_batch_params_init(&p);
+	p.base_timestamp = 1000;
+	struct writer w;
+	writer_init(&w, 1 << 20);
+	assert_int_equal(record_batch_encode(&w, &p, &rec, 1), 0);
+	return writer_take(&w, len);
+}
+
+/* The body number of a delivered message. */
+static int body_of(const struct queue_msg *m)
+{
+	struct record_batch_iter it;
+	struct record_batch_record rec;
+	assert_int_equal(record_batch_iter_init(&it, m->data, m->len), 0);
+	assert_int_equal(record_batch_iter_next(&it, &rec), 1);
+	char buf[32] = { 0 };
+	assert_true(rec.value.len < sizeof buf);
+	memcpy(buf, rec.value.data, rec.value.len);
+	return atoi(buf + 1);
+}
+
+static struct queue *open_q(bool durable)
+{
+	struct log_config cfg;
+	log_config_defaults(&cfg);
+	cfg.segment_bytes = 4096; /* several segments, so acked ones get deleted */
+	struct queue *q;
+	char qdir[300];
+	snprintf(qdir, sizeof qdir, "%s/q", dir);
+	assert_int_equal(queue_open(qdir, durable, &cfg, &q), 0);
+	return q;
+}
+
+static int64_t publish(struct queue *q, int n)
+{
+	size_t len;
+	uint8_t *b = message(n, &len);
+	int64_t off;
+	struct flusher_file *f;
+	int rc = queue_publish(q, b, len, -1, 2000, &off, &f, NULL, NULL);
+	free(b);
+	assert_int_equal(rc, 0);
+	return off;
+}
+
+/* Delivers the next message, returns its body number (-1 if none). */
+static int next(struct queue *q, struct queue_msg *m)
+{
+	int rc = queue_next(q, 2000, m, NULL, NULL);
+	assert_true(rc >= 0);
+	if (rc == 0)
+		return -1;
+	int n = body_of(m);
+	free(m->data);
+	return n;
+}
+
+static void test_fifo_ack_and_requeue_order(void **state)
+{
+	(void)state;
+	struct queue *q = open_q(true);
+	for (int i = 0; i < 5; i++)
+		publish(q, i);
+	assert_int_equal(queue_ready_count(q), 5);
+	struct queue_msg m[5];
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(next(q, &m[i]), i);
+	assert_int_equal(queue_unacked_count(q), 3);
+	/* Requeue 1: it comes back before 3 and 4, flagged redelivered. */
+	assert_int_equal(queue_requeue(q, m[1].offset), 0);
+	assert_int_equal(queue_ack(q, m[0].offset), 0);
+	assert_int_equal(queue_ack(q, m[0].offset), -ERR_NOT_FOUND);
+	struct queue_msg r;
+	assert_int_equal(queue_next(q, 2000, &r, NULL, NULL), 1);
+	assert_int_equal(body_of(&r), 1);
+	assert_true(r.redelivered);
+	assert_int_equal(r.delivery_count, 2);
+	free(r.data);
+	assert_int_equal(next(q, &m[3]), 3);
+	assert_int_equal(next(q, &m[4]), 4);
+	assert_int_equal(next(q, &r), -1);
+	queue_close(q);
+}
+
+static void test_restart_redelivers_exactly_unacked(void **state)
+{
+	(void)state;
+	struct queue *q = open_q(true);
+	for (int i = 0; i < 200; i++)
+		publish(q, i);
+	struct queue_msg m;
+	/* Deliver 0..99, ack the even ones. */
+	for (int i = 0; i < 100; i++) {
+		assert_int_equal(next(q, &m), i);
+		if (i % 2 == 0)
+			assert_int_equal(queue_ack(q, m.offset), 0);
+	}
+	queue_close(q);
+	q = open_q(true);
+	assert_int_equal(queue_ready_count(q), 150);
+	assert_int_equal(queue_unacked_count(q), 0);
+	for (int i = 1; i < 100; i += 2) {
+		struct queue_msg r;
+		assert_int_equal(queue_next(q, 2000, &r, NULL, NULL), 1);
+		assert_int_equal(body_of(&r), i);
+		assert_true(r.redelivered); /* it had been delivered */
+		assert_int_equal(queue_ack(q, r.offset), 0);
+		free(r.data);
+	}
+	for (int i = 100; i < 200; i++) {
+		struct queue_msg r;
+		assert_int_equal(queue_next(q, 2000, &r, NULL, NULL), 1);
+		assert_int_equal(body_of(&r), i);
+		assert_int_equal(queue_ack(q, r.offset), 0);
+		free(r.data);
+	}
+	assert_int_equal(queue_ready_count(q), 0);
+	/* Everything acked: whole segments were freed. */
+	assert_true(queue_disk_bytes(q) < 4096);
+	queue_close(q);
+	q = open_q(true);
+	assert_int_equal(queue_ready_count(q), 0);
+	queue_close(q);
+}
+
+static void test_transient_queue_starts_empty(void **state)
+{
+	(void)state;
+	struct queue *q = open_q(false);
+	publish(q, 1);
+	queue_close(q);
+	q = open_q(false);
+	assert_int_equal(queue_ready_count(q), 0);
+	queue_close(q);
+}
+
+static int dropped_count;
+static int dropped_first;
+
+static void on_drop(void *arg, struct queue_msg *m)
+{
+	(void)arg;
+	if (dropped_count++ == 0)
+		dropped_first = body_of(m);
+	free(m->data);
+}
+
+static void test_max_length_policies(void **state)
+{
+	(void)state;
+	struct queue *q = open_q(true);
+	struct queue_limits lim = { 3, -1, QUEUE_OVERFLOW_REJECT_PUBLISH };
+	queue_set_limits(q, &lim);
+	for (int i = 0; i < 3; i++)
+		publish(q, i);
+	size_t len;
+	uint8_t *b = message(9, &len);
+	int64_t off;
+	struct flusher_file *f;
+	assert_int_equal(queue_publish(q, b, len, -1, 2000, &off, &f, NULL, NULL), 1);
+	assert_int_equal(queue_ready_count(q), 3);
+	/* drop-head: the oldest goes, handed over for dead-lettering. */
+	lim.overflow = QUEUE_OVERFLOW_DROP_HEAD;
+	queue_set_limits(q, &lim);
+	dropped_count = 0;
+	assert_int_equal(queue_publish(q, b, len, -1, 2000, &off, &f, on_drop, NULL), 0);
+	free(b);
+	assert_int_equal(dropped_count, 1);
+	assert_int_equal(dropped_first, 0);
+	assert_int_equal(queue_ready_count(q), 3);
+	struct queue_msg m;
+	assert_int_equal(next(q, &m), 1);
+	queue_close(q);
+}
+
+static void test_expiry_and_purge(void **state)
+{
+	(void)state;
+	struct queue *q = open_q(true);
+	size_t len;
+	uint8_t *b = message(1, &len);
+	int64_t off;
+	struct flusher_file *f;
+	assert_int_equal(queue_publish(q, b, len, 1500, 1000, &off, &f, NULL, NULL), 0);
+	free(b);
+	publish(q, 2);
+	publish(q, 3);
+	dropped_count = 0;
+	struct queue_msg m;
+	assert_int_equal(queue_next(q, 2000, &m, on_drop, NULL), 1);
+	assert_int_equal(dropped_count, 1); /* message 1 expired at 1500 */
+	assert_int_equal(body_of(&m), 2);
+	free(m.data);
+	assert_int_equal(queue_purge(q), 1);
+	assert_int_equal(queue_ready_count(q), 0);
+	assert_int_equal(queue_unacked_count(q), 1);
+	queue_close(q);
+	/* Expired and purged messages never come back; the unacked one does. */
+	q = open_q(true);
+	assert_int_equal(queue_ready_count(q), 1);
+	assert_int_equal(next(q, &m), 2);
+	queue_close(q);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_fifo_ack_and_requeue_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restart_redelivers_exactly_unacked, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_transient_queue_starts_empty, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_max_length_policies, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_expiry_and_purge, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
