@@ -454,6 +454,7 @@ int broker_open(const struct config *cfg, struct loop_group *loops, struct broke
 	b->loops = loops;
 	pthread_mutex_init(&b->catalog_lock, NULL);
 	pthread_rwlock_init(&b->table_lock, NULL);
+	pthread_rwlock_init(&b->queue_lock, NULL);
 	b->n_buckets = TABLE_BUCKETS;
 	b->buckets = calloc(b->n_buckets, sizeof *b->buckets);
 	int rc = b->buckets ? 0 : -ERR_NOMEM;
@@ -478,6 +479,12 @@ int broker_open(const struct config *cfg, struct loop_group *loops, struct broke
 		rc = catalog_topic_list(b->catalog, load_topic, b);
 	if (!rc)
 		sweep_orphans(b);
+	if (!rc) {
+		/* Non-durable queues do not outlive the process that declared them. */
+		snprintf(path, sizeof path, "%s/queues-transient", cfg->data_dir);
+		nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+		rc = bqueue_load_all(b);
+	}
 	if (!rc) {
 		b->n_timers = loop_group_size(loops);
 		b->retention_timers = calloc((size_t)b->n_timers, sizeof *b->retention_timers);
@@ -525,11 +532,13 @@ void broker_close(struct broker *b)
 		}
 	}
 	free(b->buckets);
+	bqueue_close_all(b);
 	if (b->catalog)
 		catalog_close(b->catalog);
 	free(b->retention_timers);
 	pthread_mutex_destroy(&b->catalog_lock);
 	pthread_rwlock_destroy(&b->table_lock);
+	pthread_rwlock_destroy(&b->queue_lock);
 	free(b);
 }
 

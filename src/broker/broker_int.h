@@ -14,6 +14,7 @@
 
 struct catalog;
 struct flusher;
+struct bqueue;
 
 /* A fetch long-poll registration (owner thread only). */
 struct partition_watch {
@@ -94,6 +95,9 @@ struct broker {
 	struct topic **buckets;
 	size_t n_buckets;
 	size_t n_topics;
+	pthread_rwlock_t queue_lock;   /* guards the AMQP queue table (broker_queue.c) */
+	struct bqueue **queues;        /* each holds one reference */
+	size_t n_queues, cap_queues;
 	uv_timer_t *retention_timers;  /* one per loop; freed after the loops stop */
 	int n_timers;
 	char topics_dir[4200];
@@ -107,6 +111,10 @@ void partition_delete_async(struct partition *p);
 void partition_free(struct partition *p);
 /* Applies retention to every partition owned by loop (owner thread). */
 void partition_retention_run(struct partition *p, int64_t now_ms);
+/* Opens every durable queue of the catalog (broker_queue.c). */
+int bqueue_load_all(struct broker *b);
+/* Drops the table's queue references (after the loops stopped). */
+void bqueue_close_all(struct broker *b);
 /* Takes a topic reference. */
 struct topic *topic_ref(struct topic *t);
 

@@ -250,7 +250,8 @@ int queue_open(const char *dir, bool durable, const struct log_config *cfg, stru
 			rc = rv.err;
 	}
 	if (!rc) {
-		qsort(rv.acks, rv.n, sizeof *rv.acks, cmp_i64);
+		if (rv.n)
+			qsort(rv.acks, rv.n, sizeof *rv.acks, cmp_i64);
 		rc = rebuild(q, &rv);
 	}
 	free(rv.acks);

@@ -1,0 +1,683 @@
+/*
+ * broker_queue.c: AMQP queues across the loop threads (see broker_queue.h).
+ *
+ * The queue table is a small array under a read-write lock (declares and
+ * deletes are rare; lookups take a reference). Everything that touches a
+ * queue's storage or consumers runs on its owner loop, reached by loop_post;
+ * results go back to the caller's loop the same way.
+ */
+#include "broker/broker_queue.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "broker/broker_int.h"
+#include "core/clock.h"
+#include "core/diag.h"
+#include "core/err.h"
+#include "storage/catalog.h"
+#include "storage/flusher.h"
+
+struct consumer {
+	struct consumer *next;
+	uint64_t id;
+	struct loop *reply;
+	uint32_t prefetch;
+	uint32_t unacked;
+	bool no_ack;
+	bqueue_deliver_fn deliver;
+	bqueue_cancelled_fn cancelled;
+	void *arg;
+};
+
+struct bqueue {
+	_Atomic int refs;
+	struct broker *b;
+	char name[BQUEUE_NAME_MAX + 1];
+	bool durable, exclusive, auto_delete;
+	int64_t message_ttl;
+	struct queue_limits limits;
+	struct loop *owner;
+	struct queue *q;              /* owner thread only; NULL once deleted */
+	struct consumer *consumers;   /* owner thread only */
+	struct consumer *rr;          /* next consumer to serve (round robin) */
+	bool had_consumer;            /* for auto-delete */
+	_Atomic uint64_t ready;
+	_Atomic uint32_t n_consumers;
+};
+
+/* Queue table (under b->queue_lock). */
+static struct bqueue *table_find(struct broker *b, const char *name, size_t len)
+{
+	for (size_t i = 0; i < b->n_queues; i++)
+		if (strlen(b->queues[i]->name) == len && memcmp(b->queues[i]->name, name, len) == 0)
+			return b->queues[i];
+	return NULL;
+}
+
+static void table_remove(struct broker *b, struct bqueue *q)
+{
+	for (size_t i = 0; i < b->n_queues; i++) {
+		if (b->queues[i] == q) {
+			b->queues[i] = b->queues[--b->n_queues];
+			return;
+		}
+	}
+}
+
+static struct bqueue *bq_ref(struct bqueue *q)
+{
+	atomic_fetch_add(&q->refs, 1);
+	return q;
+}
+
+void bqueue_release(struct bqueue *q)
+{
+	if (!q || atomic_fetch_sub(&q->refs, 1) != 1)
+		return;
+	if (q->q)
+		queue_close(q->q);
+	while (q->consumers) {
+		struct consumer *c = q->consumers;
+		q->consumers = c->next;
+		free(c);
+	}
+	free(q);
+}
+
+const char *bqueue_name(const struct bqueue *q)
+{
+	return q->name;
+}
+
+bool bqueue_durable(const struct bqueue *q)
+{
+	return q->durable;
+}
+
+uint64_t bqueue_message_count(const struct bqueue *q)
+{
+	return atomic_load(&((struct bqueue *)q)->ready);
+}
+
+uint32_t bqueue_consumer_count(const struct bqueue *q)
+{
+	return atomic_load(&((struct bqueue *)q)->n_consumers);
+}
+
+static struct loop *owner_for(struct broker *b, const char *name)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (const char *s = name; *s; s++) {
+		h ^= (uint8_t)*s;
+		h *= 1099511628211ull;
+	}
+	return loop_group_get(b->loops, (int)(h % (uint64_t)loop_group_size(b->loops)));
+}
+
+/* The directory of a queue: queues/<hex of the name> (names are any bytes). */
+static void queue_dir(struct broker *b, const char *name, bool durable, char *out, size_t n)
+{
+	int k = snprintf(out, n, "%s/%s/", b->cfg.data_dir, durable ? "queues" : "queues-transient");
+	for (const char *s = name; *s && k > 0 && (size_t)k + 3 < n; s++, k += 2)
+		snprintf(out + k, n - (size_t)k, "%02x", (uint8_t)*s);
+	if (!*name && k > 0 && (size_t)k + 2 < n)
+		snprintf(out + k, n - (size_t)k, "_");
+}
+
+/* Builds and opens a queue (storage on the calling thread; moved to its owner after). */
+static int bq_open(struct broker *b, const char *name, const struct bqueue_args *args,
+		   struct bqueue **out)
+{
+	struct bqueue *q = calloc(1, sizeof *q);
+	if (!q)
+		return -ERR_NOMEM;
+	atomic_init(&q->refs, 1);
+	q->b = b;
+	snprintf(q->name, sizeof q->name, "%s", name);
+	q->durable = args->durable;
+	q->exclusive = args->exclusive;
+	q->auto_delete = args->auto_delete;
+	q->message_ttl = args->message_ttl;
+	q->limits = args->limits;
+	q->owner = owner_for(b, name);
+	char parent[4300], dir[4400];
+	snprintf(parent, sizeof parent, "%s/%s", b->cfg.data_dir,
+		 args->durable ? "queues" : "queues-transient");
+	if (mkdir(parent, 0755) && errno != EEXIST) {
+		free(q);
+		return -errno;
+	}
+	queue_dir(b, name, args->durable, dir, sizeof dir);
+	struct log_config cfg;
+	log_config_defaults(&cfg);
+	cfg.segment_bytes = 64 << 20; /* acked segments are freed whole: keep them small */
+	cfg.retention_ms = -1;
+	cfg.max_batch_bytes = b->cfg.message_max_bytes;
+	int rc = queue_open(dir, args->durable, &cfg, &q->q);
+	if (rc) {
+		free(q);
+		return rc;
+	}
+	queue_set_limits(q->q, &q->limits);
+	atomic_store(&q->ready, queue_ready_count(q->q));
+	*out = q;
+	return 0;
+}
+
+static int table_add(struct broker *b, struct bqueue *q)
+{
+	if (b->n_queues == b->cap_queues) {
+		size_t cap = b->cap_queues ? b->cap_queues * 2 : 16;
+		struct bqueue **a = realloc(b->queues, cap * sizeof *a);
+		if (!a)
+			return -ERR_NOMEM;
+		b->queues = a;
+		b->cap_queues = cap;
+	}
+	b->queues[b->n_queues++] = q;
+	return 0;
+}
+
+int bqueue_declare(struct broker *b, struct slice name, const struct bqueue_args *args,
+		   bool passive, struct bqueue **out, bool *created)
+{
+	if (!name.data || name.len > BQUEUE_NAME_MAX || memchr(name.data, 0, name.len))
+		return -ERR_INVALID;
+	char cname[BQUEUE_NAME_MAX + 1];
+	memcpy(cname, name.data, name.len);
+	cname[name.len] = 0;
+	*created = false;
+	pthread_rwlock_wrlock(&b->queue_lock);
+	struct bqueue *q = table_find(b, cname, name.len);
+	int rc = 0;
+	if (q) {
+		if (!passive && (q->durable != args->durable || q->exclusive != args->exclusive ||
+				 q->auto_delete != args->auto_delete))
+			rc = -ERR_INVALID;
+		else
+			*out = bq_ref(q);
+	} else if (passive) {
+		rc = -ERR_NOT_FOUND;
+	} else {
+		rc = bq_open(b, cname, args, &q);
+		if (!rc && args->durable) {
+			struct catalog_queue cq = { .name = name, .durable = true,
+						    .exclusive = args->exclusive,
+						    .auto_delete = args->auto_delete,
+						    .arguments = args->arguments };
+			pthread_mutex_lock(&b->catalog_lock);
+			rc = catalog_queue_create(b->catalog, &cq);
+			pthread_mutex_unlock(&b->catalog_lock);
+			if (rc == -ERR_EXISTS)
+				rc = 0;
+		}
+		if (!rc)
+			rc = table_add(b, q);
+		if (!rc) {
+			*out = bq_ref(q);
+			*created = true;
+		} else if (q) {
+			bqueue_release(q);
+		}
+	}
+	pthread_rwlock_unlock(&b->queue_lock);
+	return rc;
+}
+
+int bqueue_get(struct broker *b, struct slice name, struct bqueue **out)
+{
+	if (!name.data)
+		return -ERR_NOT_FOUND;
+	pthread_rwlock_rdlock(&b->queue_lock);
+	struct bqueue *q = table_find(b, (const char *)name.data, name.len);
+	if (q)
+		bq_ref(q);
+	pthread_rwlock_unlock(&b->queue_lock);
+	if (!q)
+		return -ERR_NOT_FOUND;
+	*out = q;
+	return 0;
+}
+
+/* ---- owner-side operations ---- */
+
+struct delivery {
+	bqueue_deliver_fn deliver;
+	void *arg;
+	struct queue_msg msg;
+	bool empty; /* basic.get on an empty queue */
+};
+
+static void delivery_run(void *p)
+{
+	struct delivery *d = p;
+	d->deliver(d->arg, d->empty ? NULL : &d->msg);
+	free(d);
+}
+
+static void post_delivery(struct loop *reply, bqueue_deliver_fn fn, void *arg, struct queue_msg *m)
+{
+	struct delivery *d = calloc(1, sizeof *d);
+	if (d) {
+		d->deliver = fn;
+		d->arg = arg;
+		if (m)
+			d->msg = *m;
+		else
+			d->empty = true;
+	}
+	if (!d || loop_post(reply, delivery_run, d)) {
+		if (m)
+			free(m->data);
+		free(d);
+	}
+}
+
+static void update_counts(struct bqueue *q)
+{
+	atomic_store(&q->ready, q->q ? queue_ready_count(q->q) : 0);
+}
+
+/* Hands ready messages to consumers with credit, round robin. Owner thread. */
+static void dispatch(struct bqueue *q)
+{
+	if (!q->q || !q->consumers)
+		return;
+	int64_t now = clock_now_ms();
+	for (;;) {
+		struct consumer *start = q->rr ? q->rr : q->consumers, *c = start, *pick = NULL;
+		do {
+			if (c->prefetch == 0 || c->unacked < c->prefetch) {
+				pick = c;
+				break;
+			}
+			c = c->next ? c->next : q->consumers;
+		} while (c != start);
+		if (!pick)
+			break;
+		struct queue_msg m;
+		int rc = queue_next(q->q, now, &m, NULL, NULL);
+		if (rc <= 0) {
+			if (rc < 0)
+				diag_error("queue", "%s: reading a message: %s", q->name, err_str(rc));
+			break;
+		}
+		if (pick->no_ack)
+			queue_ack(q->q, m.offset);
+		else
+			pick->unacked++;
+		q->rr = pick->next ? pick->next : q->consumers;
+		post_delivery(pick->reply, pick->deliver, pick->arg, &m);
+	}
+	update_counts(q);
+}
+
+struct op {
+	struct bqueue *q;
+	struct loop *reply;
+	bqueue_done_fn done;
+	void *arg;
+	int status;
+	uint64_t n;
+	/* publish */
+	uint8_t *batch;
+	size_t len;
+	bool persistent;
+	/* consume / cancel / settle */
+	struct consumer *consumer;
+	uint64_t id;
+	int64_t offset;
+	enum bqueue_settle how;
+	bool no_ack;
+	bqueue_deliver_fn deliver;
+	/* delete */
+	bool if_unused, if_empty;
+};
+
+static void op_free(struct op *op)
+{
+	free(op->batch);
+	free(op->consumer);
+	bqueue_release(op->q);
+	free(op);
+}
+
+static void op_reply_run(void *p)
+{
+	struct op *op = p;
+	op->done(op->arg, op->status, op->n);
+	op_free(op);
+}
+
+/* Sends the result to the caller's loop (any thread), or drops it. */
+static void op_finish(struct op *op)
+{
+	if (!op->done || loop_post(op->reply, op_reply_run, op))
+		op_free(op);
+}
+
+static int op_post(struct op *op, loop_fn fn)
+{
+	int rc = loop_post(op->q->owner, fn, op);
+	if (rc) {
+		op->done = NULL;
+		op_free(op);
+	}
+	return rc;
+}
+
+static struct op *op_new(struct bqueue *q, struct loop *reply, bqueue_done_fn done, void *arg)
+{
+	struct op *op = calloc(1, sizeof *op);
+	if (!op)
+		return NULL;
+	op->q = bq_ref(q);
+	op->reply = reply;
+	op->done = done;
+	op->arg = arg;
+	return op;
+}
+
+static void synced(void *arg, int status)
+{
+	struct op *op = arg;
+	if (status)
+		op->status = status;
+	op_finish(op);
+}
+
+static void publish_on_owner(void *p)
+{
+	struct op *op = p;
+	struct bqueue *q = op->q;
+	if (!q->q) {
+		op->status = -ERR_NOT_FOUND;
+		op_finish(op);
+		return;
+	}
+	int64_t now = clock_now_ms();
+	int64_t off = -1;
+	struct flusher_file *file = NULL;
+	int64_t expires = q->message_ttl >= 0 ? now + q->message_ttl : -1;
+	int rc = queue_publish(q->q, op->batch, op->len, expires, now, &off, &file, NULL, NULL);
+	free(op->batch);
+	op->batch = NULL;
+	op->status = rc;
+	op->n = (uint64_t)off;
+	dispatch(q);
+	struct flusher *fl = q->b->flusher;
+	if (rc == 0 && q->durable && op->persistent && op->done && fl &&
+	    flusher_policy(fl) == CONFIG_FLUSH_BATCH) {
+		if (flusher_sync(fl, file, synced, op) == 0)
+			return;
+		op->status = -ERR_CLOSED;
+	}
+	op_finish(op);
+}
+
+int bqueue_publish(struct bqueue *q, uint8_t *batch, size_t len, bool persistent,
+		   struct loop *reply, bqueue_done_fn done, void *arg)
+{
+	struct op *op = op_new(q, reply, done, arg);
+	if (!op) {
+		free(batch);
+		return -ERR_NOMEM;
+	}
+	op->batch = batch;
+	op->len = len;
+	op->persistent = persistent;
+	return op_post(op, publish_on_owner);
+}
+
+static void consume_on_owner(void *p)
+{
+	struct op *op = p;
+	struct bqueue *q = op->q;
+	struct consumer *c = op->consumer;
+	op->consumer = NULL;
+	if (!q->q) {
+		loop_post(c->reply, c->cancelled, c->arg);
+		free(c);
+	} else {
+		c->next = q->consumers;
+		q->consumers = c;
+		q->had_consumer = true;
+		atomic_fetch_add(&q->n_consumers, 1);
+		dispatch(q);
+	}
+	op_finish(op);
+}
+
+int bqueue_consume(struct bqueue *q, uint32_t prefetch, bool no_ack, struct loop *reply,
+		   bqueue_deliver_fn deliver, bqueue_cancelled_fn cancelled, void *arg,
+		   uint64_t *id)
+{
+	static _Atomic uint64_t next_id = 1;
+	struct op *op = op_new(q, reply, NULL, NULL);
+	struct consumer *c = calloc(1, sizeof *c);
+	if (!op || !c) {
+		free(c);
+		if (op)
+			op_free(op);
+		return -ERR_NOMEM;
+	}
+	*c = (struct consumer){ .id = atomic_fetch_add(&next_id, 1), .reply = reply,
+				.prefetch = prefetch, .no_ack = no_ack, .deliver = deliver,
+				.cancelled = cancelled, .arg = arg };
+	*id = c->id;
+	op->consumer = c;
+	return op_post(op, consume_on_owner);
+}
+
+static struct consumer *find_consumer(struct bqueue *q, uint64_t id, struct consumer ***link)
+{
+	for (struct consumer **pp = &q->consumers; *pp; pp = &(*pp)->next) {
+		if ((*pp)->id == id) {
+			if (link)
+				*link = pp;
+			return *pp;
+		}
+	}
+	return NULL;
+}
+
+static void delete_queue_on_owner(struct bqueue *q);
+
+static void cancel_on_owner(void *p)
+{
+	struct op *op = p;
+	struct bqueue *q = op->q;
+	struct consumer **link;
+	struct consumer *c = find_consumer(q, op->id, &link);
+	if (c) {
+		*link = c->next;
+		if (q->rr == c)
+			q->rr = NULL;
+		atomic_fetch_sub(&q->n_consumers, 1);
+		free(c);
+		if (q->auto_delete && q->had_consumer && !q->consumers && q->q)
+			delete_queue_on_owner(q);
+	}
+	op_finish(op);
+}
+
+int bqueue_cancel(struct bqueue *q, uint64_t id, struct loop *reply, bqueue_done_fn done,
+		  void *arg)
+{
+	struct op *op = op_new(q, reply, done, arg);
+	if (!op)
+		return -ERR_NOMEM;
+	op->id = id;
+	return op_post(op, cancel_on_owner);
+}
+
+static void settle_on_owner(void *p)
+{
+	struct op *op = p;
+	struct bqueue *q = op->q;
+	if (q->q) {
+		struct consumer *c = op->id ? find_consumer(q, op->id, NULL) : NULL;
+		if (c && c->unacked > 0)
+			c->unacked--;
+		int rc = op->how == BQUEUE_ACK || op->how == BQUEUE_DISCARD
+				 ? queue_ack(q->q, op->offset)
+				 : queue_requeue(q->q, op->offset);
+		if (rc)
+			diag_debug("queue", "%s: settling offset %lld: %s", q->name,
+				   (long long)op->offset, err_str(rc));
+		dispatch(q);
+	}
+	op_finish(op);
+}
+
+int bqueue_settle(struct bqueue *q, uint64_t consumer_id, int64_t offset, enum bqueue_settle how)
+{
+	struct op *op = op_new(q, NULL, NULL, NULL);
+	if (!op)
+		return -ERR_NOMEM;
+	op->id = consumer_id;
+	op->offset = offset;
+	op->how = how;
+	return op_post(op, settle_on_owner);
+}
+
+static void fetch_on_owner(void *p)
+{
+	struct op *op = p;
+	struct bqueue *q = op->q;
+	struct queue_msg m;
+	int rc = q->q ? queue_next(q->q, clock_now_ms(), &m, NULL, NULL) : 0;
+	if (rc == 1 && op->no_ack)
+		queue_ack(q->q, m.offset);
+	update_counts(q);
+	post_delivery(op->reply, op->deliver, op->arg, rc == 1 ? &m : NULL);
+	op_finish(op);
+}
+
+int bqueue_fetch_one(struct bqueue *q, bool no_ack, struct loop *reply, bqueue_deliver_fn deliver,
+		     void *arg)
+{
+	struct op *op = op_new(q, reply, NULL, NULL);
+	if (!op)
+		return -ERR_NOMEM;
+	op->no_ack = no_ack;
+	op->deliver = deliver;
+	op->arg = arg;
+	return op_post(op, fetch_on_owner);
+}
+
+static void purge_on_owner(void *p)
+{
+	struct op *op = p;
+	op->n = op->q->q ? queue_purge(op->q->q) : 0;
+	update_counts(op->q);
+	op_finish(op);
+}
+
+int bqueue_purge(struct bqueue *q, struct loop *reply, bqueue_done_fn done, void *arg)
+{
+	struct op *op = op_new(q, reply, done, arg);
+	if (!op)
+		return -ERR_NOMEM;
+	return op_post(op, purge_on_owner);
+}
+
+/* Removes q everywhere: consumers told, table, catalog, disk. Owner thread. */
+static void delete_queue_on_owner(struct bqueue *q)
+{
+	struct broker *b = q->b;
+	while (q->consumers) {
+		struct consumer *c = q->consumers;
+		q->consumers = c->next;
+		if (c->cancelled)
+			loop_post(c->reply, c->cancelled, c->arg);
+		free(c);
+	}
+	q->rr = NULL;
+	atomic_store(&q->n_consumers, 0);
+	pthread_rwlock_wrlock(&b->queue_lock);
+	table_remove(b, q);
+	pthread_rwlock_unlock(&b->queue_lock);
+	if (q->durable) {
+		pthread_mutex_lock(&b->catalog_lock);
+		catalog_queue_delete(b->catalog, catalog_cstr(q->name));
+		pthread_mutex_unlock(&b->catalog_lock);
+	}
+	queue_delete(q->q);
+	q->q = NULL;
+	update_counts(q);
+	bqueue_release(q); /* the table's reference */
+}
+
+static void delete_on_owner(void *p)
+{
+	struct op *op = p;
+	struct bqueue *q = op->q;
+	if (!q->q) {
+		op->status = -ERR_NOT_FOUND;
+	} else if ((op->if_unused && q->consumers) ||
+		   (op->if_empty && queue_ready_count(q->q) + queue_unacked_count(q->q) > 0)) {
+		op->status = -ERR_INVALID;
+	} else {
+		op->n = queue_ready_count(q->q);
+		delete_queue_on_owner(q);
+	}
+	op_finish(op);
+}
+
+int bqueue_delete(struct broker *b, struct slice name, bool if_unused, bool if_empty,
+		  struct loop *reply, bqueue_done_fn done, void *arg)
+{
+	struct bqueue *q;
+	int rc = bqueue_get(b, name, &q);
+	if (rc)
+		return rc;
+	struct op *op = op_new(q, reply, done, arg);
+	bqueue_release(q);
+	if (!op)
+		return -ERR_NOMEM;
+	op->if_unused = if_unused;
+	op->if_empty = if_empty;
+	return op_post(op, delete_on_owner);
+}
+
+/* ---- start and stop (broker.c) ---- */
+
+static int load_queue(void *arg, const struct catalog_queue *cq)
+{
+	struct broker *b = arg;
+	char name[BQUEUE_NAME_MAX + 1];
+	if (cq->name.len > BQUEUE_NAME_MAX)
+		return 0;
+	memcpy(name, cq->name.data, cq->name.len);
+	name[cq->name.len] = 0;
+	struct bqueue_args args = { .durable = true, .exclusive = cq->exclusive,
+				    .auto_delete = cq->auto_delete,
+				    .limits = { -1, -1, QUEUE_OVERFLOW_DROP_HEAD },
+				    .message_ttl = -1 };
+	struct bqueue *q;
+	int rc = bq_open(b, name, &args, &q);
+	if (!rc)
+		rc = table_add(b, q);
+	if (rc)
+		diag_error("queue", "cannot load durable queue '%s': %s", name, err_str(rc));
+	return rc;
+}
+
+int bqueue_load_all(struct broker *b)
+{
+	return catalog_queue_list(b->catalog, load_queue, b);
+}
+
+void bqueue_close_all(struct broker *b)
+{
+	for (size_t i = 0; i < b->n_queues; i++)
+		bqueue_release(b->queues[i]);
+	free(b->queues);
+	b->queues = NULL;
+	b->n_queues = 0;
+}

@@ -1,0 +1,131 @@
+/*
+ * broker_queue.h: AMQP queues across the loop threads.
+ *
+ * Each queue (broker/queue.h: a log plus delivery state) is owned by one loop
+ * thread, chosen by hashing its name. Front ends on any loop call the
+ * functions below; work runs on the owner and results come back as callbacks
+ * on the loop the caller names (reply loop), never inside the call, exactly
+ * as for Kafka partitions (broker.h).
+ *
+ *   channel loop A                     owner loop B                flusher
+ *   bqueue_publish ────post──────────► queue_publish ──sync──────► fdatasync
+ *        cb(status) ◄─────────────────────────post───────────────── done
+ *   bqueue_consume ────post──────────► consumer list
+ *        deliver(msg) ◄──post── queue_next (while the consumer has credit)
+ *   bqueue_settle (ack / reject) ─post► queue_ack / queue_requeue, credit back
+ *
+ * Durable queues are recorded in the catalog and reopened at start;
+ * non-durable ones live until deleted or the broker stops. A persistent
+ * message in a durable queue is confirmed only when the flusher made it
+ * durable (log.flush); transient messages and non-durable queues never wait
+ * for an fsync.
+ */
+#ifndef SLUICE_BROKER_QUEUE_H
+#define SLUICE_BROKER_QUEUE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "broker/broker.h"
+#include "broker/queue.h"
+#include "core/reader.h"
+#include "net/loop.h"
+
+struct bqueue;
+
+/* Longest queue name (AMQP shortstr). */
+#define BQUEUE_NAME_MAX 255
+
+struct bqueue_args {
+	bool durable;
+	bool exclusive;             /* the caller enforces the owning connection */
+	bool auto_delete;           /* deleted when its last consumer cancels */
+	struct queue_limits limits; /* x-max-length, x-max-length-bytes, x-overflow */
+	int64_t message_ttl;        /* x-message-ttl in ms, -1 none */
+	struct slice arguments;     /* the encoded argument table, stored as is */
+};
+
+/*
+ * Declares a queue: creates it (durable ones in the catalog), or with passive
+ * only looks it up. An existing queue must be declared with equal durable /
+ * exclusive / auto_delete flags (-ERR_INVALID otherwise: AMQP 406). Takes a
+ * reference (bqueue_release). Any thread. Returns 0, -ERR_NOT_FOUND (passive),
+ * -ERR_INVALID, or an error.
+ */
+int bqueue_declare(struct broker *b, struct slice name, const struct bqueue_args *args,
+		   bool passive, struct bqueue **out, bool *created);
+/* Looks a queue up and takes a reference. 0 or -ERR_NOT_FOUND. */
+int bqueue_get(struct broker *b, struct slice name, struct bqueue **out);
+/* Drops a reference. */
+void bqueue_release(struct bqueue *q);
+/* The queue's name (borrowed). */
+const char *bqueue_name(const struct bqueue *q);
+/* Whether the queue was declared durable. */
+bool bqueue_durable(const struct bqueue *q);
+/* Counts as of the last change on the owner (any thread; approximate). */
+uint64_t bqueue_message_count(const struct bqueue *q);
+uint32_t bqueue_consumer_count(const struct bqueue *q);
+
+/* Result of an operation run on the owner: status 0, 1 (refused by overflow),
+ * or a negative error; n is a count where the operation has one. */
+typedef void (*bqueue_done_fn)(void *arg, int status, uint64_t n);
+
+/*
+ * Deletes a queue (removing its disk); if_unused / if_empty refuse with
+ * -ERR_INVALID when it has consumers / messages. done(arg, status, messages)
+ * runs on reply. Consumers get their cancelled callback.
+ */
+int bqueue_delete(struct broker *b, struct slice name, bool if_unused, bool if_empty,
+		  struct loop *reply, bqueue_done_fn done, void *arg);
+/* Removes every ready message; done(arg, 0, purged) on reply. */
+int bqueue_purge(struct bqueue *q, struct loop *reply, bqueue_done_fn done, void *arg);
+
+/*
+ * Publishes one message: len bytes of one record batch (moved). persistent:
+ * in a durable queue, done runs after the data is durable per log.flush.
+ * done(arg, status, offset) runs on reply (may be NULL). Status 1: refused
+ * by x-overflow reject-publish.
+ */
+int bqueue_publish(struct bqueue *q, uint8_t *batch, size_t len, bool persistent,
+		   struct loop *reply, bqueue_done_fn done, void *arg);
+
+/* A delivery to a consumer or a get: msg->data is owned by the callee. */
+typedef void (*bqueue_deliver_fn)(void *arg, struct queue_msg *msg);
+/* The consumer is gone (cancelled by the broker: queue deleted). */
+typedef void (*bqueue_cancelled_fn)(void *arg);
+
+/*
+ * Starts a consumer: deliver(arg, msg) runs on reply for each message while
+ * the consumer has credit (prefetch unacked messages; 0 = unlimited). no_ack
+ * messages are acked as they leave. Returns 0 and *id (for settle and
+ * cancel), or an error.
+ */
+int bqueue_consume(struct bqueue *q, uint32_t prefetch, bool no_ack, struct loop *reply,
+		   bqueue_deliver_fn deliver, bqueue_cancelled_fn cancelled, void *arg,
+		   uint64_t *id);
+/*
+ * Cancels consumer id; done(arg, 0, 0) runs on reply after any delivery
+ * already posted to it, so the consumer's arg may be freed there.
+ */
+int bqueue_cancel(struct bqueue *q, uint64_t id, struct loop *reply, bqueue_done_fn done,
+		  void *arg);
+
+/* How a delivered message is settled. */
+enum bqueue_settle {
+	BQUEUE_ACK,      /* basic.ack */
+	BQUEUE_REQUEUE,  /* nack/reject with requeue, or the channel closed */
+	BQUEUE_DISCARD,  /* nack/reject without requeue (dead-lettered later) */
+};
+/*
+ * Settles a delivered message by offset; consumer id (0 for basic.get) gets
+ * its credit back. Fire and forget: errors are logged on the owner.
+ */
+int bqueue_settle(struct bqueue *q, uint64_t consumer_id, int64_t offset, enum bqueue_settle how);
+/*
+ * basic.get: deliver(arg, msg) on reply with a message, or with msg NULL when
+ * the queue is empty; no_ack acks it at once. done counts the rest.
+ */
+int bqueue_fetch_one(struct bqueue *q, bool no_ack, struct loop *reply, bqueue_deliver_fn deliver,
+		     void *arg);
+
+#endif
