@@ -20,7 +20,7 @@
 # do not build), BENCH_DIR (parent of the temp
 # dir, default $TMPDIR or /tmp), MB (default 1024), SECONDS_PER_CASE (default 3),
 # FAST_REPS (reps of the bytes-bounded cases, default 5), REPS (of the timed
-# ones, default 3), THREADS (default 8), NO_FIO=1 (use dd even if fio is installed).
+# ones, default 3), THREADS (default 8), RECORDS (1 KiB records per batch, default 16), NO_FIO=1 (use dd even if fio is installed).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,6 +33,7 @@ FAST_REPS=${FAST_REPS:-5}
 MAX_SECS=8     # cap on one bytes-bounded run (a slow disk)
 BUDGET_S=165   # start no measurement after this: the run stays under 3 minutes
 THREADS=${THREADS:-8}
+RECORDS=${RECORDS:-16} # 1 KiB records per batch: 16 = 16 KiB batches, 64 = 64 KiB
 START=$(date +%s)
 
 if [[ -n ${BENCH_BIN:-} ]]; then
@@ -61,7 +62,7 @@ trap 'exit 130' INT TERM
 
 HAVE_FIO=0
 [[ -z ${NO_FIO:-} ]] && command -v fio >/dev/null && HAVE_FIO=1
-BATCH_BYTES=$("$BENCH" --batch-bytes)
+BATCH_BYTES=$("$BENCH" --batch-bytes --records "$RECORDS")
 
 # Prints fio's write bandwidth in MB/s (10^6) from its JSON, summed over jobs.
 fio_mbps() {
@@ -131,7 +132,7 @@ bench_case() {
 	settle
 	local line
 	line=$("$BENCH" --dir "$d" --case "$1" --mb "$MB" --max-seconds "$MAX_SECS" --seconds "$SECS" \
-		--threads "$THREADS" | grep '^RESULT')
+		--threads "$THREADS" --records "$RECORDS" | grep '^RESULT')
 	echo "$line" >>"$WORK/results"
 	rm -rf "$d"
 	sed -n 's/.* mbps=\([0-9.]*\).*/\1/p' <<<"$line"
