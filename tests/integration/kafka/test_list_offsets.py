@@ -59,7 +59,13 @@ def test_offsets_for_times_inside_one_batch(broker):
     # One batch of ten records: the answer is a record's offset, not the batch's
     # base offset (Kafka looks inside the batch).
     sent = [{"value": b"t%d" % i, "timestamp": BASE_TS + i * 1000} for i in range(10)]
-    reports = produce_all(make_producer(broker, {"linger.ms": 200}), "times-n", sent)
+    producer = make_producer(broker, {"linger.ms": 1000, "batch.num.messages": 10})
+    # Learn the (auto-created) topic's partitions first: messages that wait for
+    # metadata are past their linger time once placed and leave one by one.
+    producer.list_topics("times-n", timeout=bound(10))
+    kh.wait_until(lambda: len(producer.list_topics("times-n", timeout=bound(5))
+                             .topics["times-n"].partitions) == 1, 10, "times-n metadata")
+    reports = produce_all(producer, "times-n", sent)
     assert_delivered(reports)
     batches = kh.stored_batches(broker.data_dir)
     assert [b["records"] for b in batches] == [10], f"expected one batch of 10: {batches}"
