@@ -8,6 +8,13 @@
  * Values are reached through the byte offsets in the tables; pointers stored
  * in structs are copied with memcpy so no object is read through an lvalue of
  * another type.
+ *
+ * Deferred records (the zero-copy fetch): a RECORDS value whose data is
+ * KAFKA_RECORDS_DEFERRED gets its length prefix but not its bytes; the sink of
+ * kafka_codec_encode_deferred learns the writer offset they belong at, so the
+ * caller can send the message as its bytes with file ranges spliced into the
+ * holes. Tagged fields are encoded on the side into a temporary writer, so a
+ * deferred value there would be misplaced: it is refused.
  */
 #include "kafka/kafka_codec.h"
 
@@ -20,7 +27,11 @@ struct codec {
 	int16_t v;                 /* message version */
 	bool flex;                 /* version is flexible */
 	struct kafka_arena *arena; /* decode only; may be NULL when nothing is an array */
+	const struct kafka_records_sink *sink; /* encode: where deferred records go, or NULL */
+	bool in_tag;               /* encode: inside a tagged field (a side writer) */
 };
+
+const uint8_t kafka_records_deferred_mark[1] = { 0 };
 
 bool kafka_field_tagged_in(const struct kafka_field *f, int16_t v)
 {
@@ -357,7 +368,7 @@ int kafka_codec_decode(const struct kafka_msg_desc *m, struct reader *r, int16_t
 		return -ERR_UNSUPPORTED;
 	if (r->err)
 		return r->err;
-	struct codec c = { version, kafka_msg_is_flexible(m, version), arena };
+	struct codec c = { version, kafka_msg_is_flexible(m, version), arena, NULL, false };
 	return decode_struct(&c, r, m->body, out);
 }
 
@@ -375,6 +386,28 @@ static void write_null(const struct codec *c, struct writer *w, const struct kaf
 		writer_i16(w, -1);
 	else
 		writer_i32(w, -1);
+}
+
+/* Writes the length prefix of deferred records and tells the sink where their bytes go. */
+static int encode_deferred(const struct codec *c, struct writer *w, const struct kafka_field *f,
+	const struct slice *s)
+{
+	if (f->type != KAFKA_T_RECORDS || !c->sink)
+		return -ERR_INVALID;
+	if (c->in_tag)
+		return -ERR_UNSUPPORTED;
+	if (is_compact(c, f)) {
+		if (s->len > UINT32_MAX - 1)
+			return -ERR_TOO_LARGE;
+		writer_uvarint(w, (uint32_t)s->len + 1);
+	} else {
+		if (s->len > INT32_MAX)
+			return -ERR_TOO_LARGE;
+		writer_i32(w, (int32_t)s->len);
+	}
+	if (w->err)
+		return w->err;
+	return c->sink->deferred(c->sink->arg, s, w->len);
 }
 
 static int encode_value(const struct codec *c, struct writer *w, const struct kafka_field *f,
@@ -401,6 +434,8 @@ static int encode_value(const struct codec *c, struct writer *w, const struct ka
 			write_null(c, w, f);
 			break;
 		}
+		if (s->data == KAFKA_RECORDS_DEFERRED)
+			return encode_deferred(c, w, f, s);
 		if (f->type == KAFKA_T_STRING && s->len > KAFKA_STRING_MAX)
 			return -ERR_TOO_LARGE;
 		if (compact)
@@ -456,7 +491,9 @@ static int encode_tagged(const struct codec *c, struct writer *w, const struct k
 {
 	struct writer tmp;
 	writer_init(&tmp, w->limit);
-	int rc = encode_field(c, &tmp, f, obj);
+	struct codec side = *c;
+	side.in_tag = true;
+	int rc = encode_field(&side, &tmp, f, obj);
 	if (!rc)
 		rc = tmp.err;
 	if (!rc && tmp.len > UINT32_MAX)
@@ -507,19 +544,25 @@ static int encode_struct(const struct codec *c, struct writer *w,
 	return w->err;
 }
 
-int kafka_codec_encode(const struct kafka_msg_desc *m, struct writer *w, int16_t version,
-	const void *in)
+int kafka_codec_encode_deferred(const struct kafka_msg_desc *m, struct writer *w,
+	int16_t version, const void *in, const struct kafka_records_sink *sink)
 {
 	if (version < m->min_version || version > m->max_version)
 		return -ERR_UNSUPPORTED;
 	if (w->err)
 		return w->err;
 	size_t start = w->len;
-	struct codec c = { version, kafka_msg_is_flexible(m, version), NULL };
+	struct codec c = { version, kafka_msg_is_flexible(m, version), NULL, sink, false };
 	int rc = encode_struct(&c, w, m->body, in);
 	if (!rc)
 		rc = w->err;
 	if (rc)
 		w->len = start;
 	return rc;
+}
+
+int kafka_codec_encode(const struct kafka_msg_desc *m, struct writer *w, int16_t version,
+	const void *in)
+{
+	return kafka_codec_encode_deferred(m, w, version, in, NULL);
 }

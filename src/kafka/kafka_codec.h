@@ -22,7 +22,15 @@
  * reader's buffer; arrays come from the arena.
  *
  * Callers normally use the typed wrappers of kafka_msg.h; these generic entry
- * points serve dispatch tables and tests.
+ * points serve dispatch tables, tests and the deferred-records encoder below.
+ *
+ * Deferred records (zero-copy fetch): a RECORDS value with data ==
+ * KAFKA_RECORDS_DEFERRED and len n stands for n bytes kept elsewhere (a file
+ * range). kafka_codec_encode_deferred writes its length prefix for n bytes but
+ * not the bytes, and calls the sink with the writer offset where they belong;
+ * the message on the wire is then the writer's bytes with each deferred value's
+ * n bytes inserted at its offset (offsets ascend: sink calls come in wire
+ * order). kafka_codec_encode refuses deferred values (-ERR_INVALID).
  */
 #ifndef SLUICE_KAFKA_CODEC_H
 #define SLUICE_KAFKA_CODEC_H
@@ -146,5 +154,31 @@ int kafka_codec_decode(const struct kafka_msg_desc *m, struct reader *r, int16_t
  */
 int kafka_codec_encode(const struct kafka_msg_desc *m, struct writer *w, int16_t version,
 	const void *in);
+
+/* The data pointer of a deferred RECORDS value (see the top of this file); never read. */
+extern const uint8_t kafka_records_deferred_mark[1];
+#define KAFKA_RECORDS_DEFERRED (kafka_records_deferred_mark)
+
+/* Where kafka_codec_encode_deferred reports deferred records. */
+struct kafka_records_sink {
+	/*
+	 * Called once per deferred value, in wire order: rec is the value in the
+	 * message being encoded (borrowed), at the writer offset where its rec->len
+	 * bytes belong (the prefix is already written). Returns 0, or an error that
+	 * stops the encoding and is returned.
+	 */
+	int (*deferred)(void *arg, const struct slice *rec, size_t at);
+	void *arg;
+};
+
+/*
+ * Encodes like kafka_codec_encode, allowing deferred RECORDS values, each
+ * reported to sink (NULL: refused like kafka_codec_encode does). A deferred
+ * value inside a tagged field is refused (-ERR_UNSUPPORTED); one longer than
+ * its length prefix can hold gives -ERR_TOO_LARGE. Offsets already reported are
+ * void when this returns an error (w->len is restored).
+ */
+int kafka_codec_encode_deferred(const struct kafka_msg_desc *m, struct writer *w,
+	int16_t version, const void *in, const struct kafka_records_sink *sink);
 
 #endif

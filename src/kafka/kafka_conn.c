@@ -11,6 +11,12 @@
  * A connection's state (struct kafka_conn) outlives the TCP connection while
  * requests are pending: on_close marks it orphaned, and the last request to
  * finish frees it. Malformed frames close only their connection, logged once.
+ *
+ * Sending a response: the size and response header are copied into the
+ * connection's output; a small body is copied behind them, a large one is
+ * moved there (no second copy). A body with splices (Fetch) goes out as its
+ * pieces between the holes, each hole filled by conn_write_file: the records
+ * go from the segment file to the socket with sendfile(2).
  */
 #include "kafka/kafka_server.h"
 
@@ -24,11 +30,16 @@
 #include "core/err.h"
 #include "kafka/kafka_group.h"
 #include "kafka/kafka_int.h"
+#include "storage/flusher.h"
 
 /* Arena cap per request: decoded arrays of one request never take more. */
 #define KAFKA_REQ_ARENA_MAX (64u << 20)
 /* Most requests in flight on one connection before reading pauses. */
 #define KAFKA_CONN_INFLIGHT_MAX 1000
+/* Bodies up to this size are copied behind the header; larger ones are moved. */
+#define KAFKA_BODY_COPY_MAX 4096
+/* Longest response frame: its size is an int32. */
+#define KAFKA_FRAME_MAX ((uint64_t)INT32_MAX)
 
 struct kafka_server {
 	struct broker *broker;
@@ -76,8 +87,19 @@ bool kafka_req_orphaned(const struct kafka_req *req)
 	return req->kc->conn == NULL;
 }
 
+/* Drops the file references of splices not handed to the connection. */
+static void release_splices(struct kafka_req *req)
+{
+	for (size_t i = 0; i < req->n_splices; i++)
+		if (req->splices[i].file)
+			flusher_file_unref(req->splices[i].file);
+	req->n_splices = 0;
+}
+
 static void req_free(struct kafka_req *req)
 {
+	release_splices(req);
+	free(req->splices);
 	if (req->state_free)
 		req->state_free(req->state);
 	kafka_arena_fini(&req->arena);
@@ -97,28 +119,90 @@ static void kconn_free(struct kafka_conn *kc)
 	atomic_fetch_sub(&live_conns, 1);
 }
 
-/* Writes one response frame: length, response header, body. */
+static void release_file(void *arg)
+{
+	flusher_file_unref(arg);
+}
+
+/* Queues the body of req: its bytes, moved when large, copied when small. */
+static int send_body(struct conn *c, struct kafka_req *req)
+{
+	if (req->out.len <= KAFKA_BODY_COPY_MAX)
+		return conn_write(c, req->out.buf, req->out.len);
+	size_t len;
+	uint8_t *buf = writer_take(&req->out, &len);
+	return conn_write_owned(c, buf, len, free);
+}
+
+/*
+ * Queues a body with splices: the bytes between holes copied, each splice as
+ * a file range (its reference moves to the connection). Splices must ascend
+ * within the body (kafka_req_splice keeps the codec's order).
+ */
+static int send_spliced_body(struct conn *c, struct kafka_req *req)
+{
+	int rc = 0;
+	size_t pos = 0;
+	for (size_t i = 0; i < req->n_splices; i++) {
+		struct kafka_splice *sp = &req->splices[i];
+		if (!rc && sp->at > pos)
+			rc = conn_write(c, req->out.buf + pos, sp->at - pos);
+		pos = sp->at;
+		struct flusher_file *f = sp->file;
+		sp->file = NULL;
+		if (!rc)
+			rc = conn_write_file(c, flusher_file_fd(f), sp->position, sp->length,
+					     release_file, f);
+		else
+			flusher_file_unref(f);
+	}
+	if (!rc && req->out.len > pos)
+		rc = conn_write(c, req->out.buf + pos, req->out.len - pos);
+	return rc;
+}
+
+/* Checks splices ascend within the body and adds their bytes to *total. */
+static int check_splices(const struct kafka_req *req, uint64_t *total)
+{
+	size_t pos = 0;
+	for (size_t i = 0; i < req->n_splices; i++) {
+		const struct kafka_splice *sp = &req->splices[i];
+		if (sp->at < pos || sp->at > req->out.len || !sp->file || sp->length < 0 ||
+		    (uint64_t)sp->length > KAFKA_FRAME_MAX)
+			return -ERR_INVALID;
+		pos = sp->at;
+		*total += (uint64_t)sp->length;
+	}
+	return 0;
+}
+
+/* Writes one response frame: size, response header, body (with its splices). */
 static int send_response(struct kafka_conn *kc, struct kafka_req *req)
 {
 	struct writer w;
-	writer_init(&w, (size_t)kc->server->response_max + 64);
+	writer_init(&w, 64);
 	size_t len_pos = writer_reserve(&w, 4);
 	struct kafka_response_header rh = { .correlation_id = req->hdr.correlation_id };
 	int rc = kafka_response_header_encode(&w, kafka_response_header_version(req->api_key,
 										 req->version),
 					      &rh);
-	if (!rc)
-		writer_bytes(&w, req->out.buf, req->out.len);
 	if (!rc && w.err)
 		rc = w.err;
-	if (rc) {
-		writer_fini(&w);
-		return rc;
+	uint64_t size = (uint64_t)(w.len - 4) + req->out.len;
+	if (!rc)
+		rc = check_splices(req, &size);
+	if (!rc && size > KAFKA_FRAME_MAX)
+		rc = -ERR_TOO_LARGE;
+	if (!rc) {
+		writer_put_u32(&w, len_pos, (uint32_t)size);
+		rc = w.err;
 	}
-	writer_put_u32(&w, len_pos, (uint32_t)(w.len - 4));
-	size_t len;
-	uint8_t *buf = writer_take(&w, &len);
-	return conn_write_owned(kc->conn, buf, len, free);
+	if (!rc)
+		rc = conn_write(kc->conn, w.buf, w.len);
+	writer_fini(&w);
+	if (rc)
+		return rc;
+	return req->n_splices ? send_spliced_body(kc->conn, req) : send_body(kc->conn, req);
 }
 
 /* Sends every finished request at the head of the queue, in order. */
@@ -153,21 +237,54 @@ static void drain(struct kafka_conn *kc)
 	}
 }
 
-int kafka_req_respond(struct kafka_req *req, kafka_encode_fn encode, const void *msg)
+/* Ends a response encoding: on error logs, drops splices, closes; then sends what is in order. */
+static int finish_respond(struct kafka_req *req, int rc)
 {
-	writer_reset(&req->out);
-	int rc = encode(&req->out, req->version, msg);
 	if (!rc && req->out.err)
 		rc = req->out.err;
 	if (rc) {
 		diag_error("kafka", "%s: encoding %s v%d response failed: %s", req->kc->peer,
 			   kafka_api_name(req->api_key), req->version, err_str(rc));
+		release_splices(req);
 		if (req->kc->conn)
 			conn_close(req->kc->conn);
 	}
 	req->done = true;
 	drain(req->kc);
 	return rc;
+}
+
+int kafka_req_respond(struct kafka_req *req, kafka_encode_fn encode, const void *msg)
+{
+	writer_reset(&req->out);
+	release_splices(req);
+	return finish_respond(req, encode(&req->out, req->version, msg));
+}
+
+int kafka_req_respond_deferred(struct kafka_req *req, const struct kafka_msg_desc *m,
+			       const void *msg, const struct kafka_records_sink *sink)
+{
+	writer_reset(&req->out);
+	release_splices(req);
+	return finish_respond(req, kafka_codec_encode_deferred(m, &req->out, req->version, msg,
+							       sink));
+}
+
+int kafka_req_splice(struct kafka_req *req, size_t at, struct flusher_file *file,
+		     int64_t position, int64_t length)
+{
+	if (req->n_splices == req->cap_splices) {
+		size_t cap = req->cap_splices ? req->cap_splices * 2 : 8;
+		struct kafka_splice *p = realloc(req->splices, cap * sizeof *p);
+		if (!p) {
+			flusher_file_unref(file);
+			return -ERR_NOMEM;
+		}
+		req->splices = p;
+		req->cap_splices = cap;
+	}
+	req->splices[req->n_splices++] = (struct kafka_splice){ at, file, position, length };
+	return 0;
 }
 
 void kafka_req_finish_silent(struct kafka_req *req)
@@ -381,7 +498,8 @@ void kafka_server_free(struct kafka_server *s)
 
 bool kafka_server_wait_idle(struct kafka_server *s, int64_t timeout_ms)
 {
-	(void)s;
+	/* Parked JoinGroup/SyncGroup requests are answered now, not at their timeouts. */
+	group_coordinator_quiesce(s->groups);
 	for (int64_t waited = 0; atomic_load(&live_conns) > 0; waited += 10) {
 		if (waited >= timeout_ms)
 			return false;

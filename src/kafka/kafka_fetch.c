@@ -18,17 +18,20 @@
  * not kept: every fetch is a full fetch and session_id is 0, which is what
  * librdkafka and KafkaJS ask for (session epoch -1).
  *
- * Records are read from the segment files with pread into the response (the
- * zero-copy sendfile path is planned, see docs/net.md).
+ * Records never pass through user space: each partition's records are a
+ * deferred RECORDS value (kafka_codec.h) whose bytes are the file range the
+ * read returned; the range's file reference moves to the request as a splice
+ * (kafka_req_splice) and then to the connection, which sends it with
+ * sendfile(2) and drops the reference once sent (docs/net.md, "Zero-copy
+ * fetch"). A segment file found shorter than its range while being sent can no
+ * longer be answered with an error code (the response's header is out), so the
+ * connection is closed and the client retries.
  */
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "core/clock.h"
-#include "core/diag.h"
 #include "kafka/kafka_int.h"
-#include "storage/flusher.h"
 
 enum watch_state { W_NONE, W_REGISTERED, W_FIRED, W_CANCELING };
 
@@ -41,8 +44,7 @@ struct fetch_part {
 	int64_t offset;
 	int32_t max_bytes;
 	struct kafka_fetch_response_partition_data *out;
-	uint8_t *data;             /* owned: the records read */
-	struct partition_read_result res;
+	struct partition_read_result res; /* res.file moves to the response's splice */
 	enum watch_state watch;
 	uint64_t token;
 };
@@ -59,6 +61,7 @@ struct fetch_state {
 	int watches_outstanding;
 	bool waiting;
 	bool answered;
+	size_t splice_cursor;      /* the part the next deferred records likely belong to */
 	uv_timer_t *timer;         /* owned; closed (then freed) with the state */
 };
 
@@ -74,7 +77,6 @@ static void fetch_state_free(void *arg)
 	struct fetch_state *fs = arg;
 	for (size_t i = 0; i < fs->n_parts; i++) {
 		partition_read_result_release(&fs->parts[i].res);
-		free(fs->parts[i].data);
 		if (fs->parts[i].topic)
 			topic_release(fs->parts[i].topic);
 	}
@@ -85,29 +87,43 @@ static void fetch_state_free(void *arg)
 	free(fs);
 }
 
-/* Copies each partition's file range into memory and answers. */
+/*
+ * The codec reached a partition's deferred records at body offset at: hands
+ * that partition's file range to the response. Parts come in response order,
+ * so the search starts at the cursor.
+ */
+static int splice_records(void *arg, const struct slice *rec, size_t at)
+{
+	struct fetch_state *fs = arg;
+	for (size_t k = 0; k < fs->n_parts; k++) {
+		size_t i = (fs->splice_cursor + k) % fs->n_parts;
+		struct fetch_part *fp = &fs->parts[i];
+		if (&fp->out->records != rec)
+			continue;
+		if (!fp->res.file || (uint64_t)fp->res.length != rec->len)
+			return -ERR_INVALID;
+		fs->splice_cursor = i + 1;
+		struct flusher_file *f = fp->res.file;
+		fp->res.file = NULL; /* moved */
+		return kafka_req_splice(fs->req, at, f, fp->res.position, fp->res.length);
+	}
+	return -ERR_INVALID;
+}
+
+/* Answers: each partition's records are its file range, spliced in at send time. */
 static void respond(struct fetch_state *fs)
 {
 	struct kafka_req *req = fs->req;
 	for (size_t i = 0; i < fs->n_parts; i++) {
 		struct fetch_part *fp = &fs->parts[i];
-		if (!fp->res.file || fp->res.length <= 0)
-			continue;
-		size_t len = (size_t)fp->res.length;
-		fp->data = malloc(len);
-		ssize_t got = fp->data ? pread(flusher_file_fd(fp->res.file), fp->data, len,
-					       (off_t)fp->res.position)
-				       : -1;
-		if (got != (ssize_t)len) {
-			diag_error("kafka", "fetch: reading %zu bytes of %s-%d failed", len,
-				   topic_name(fp->topic), partition_index(fp->p));
-			fp->out->error_code = KAFKA_KAFKA_STORAGE_ERROR;
-			continue;
-		}
-		fp->out->records = (struct slice){ fp->data, len };
+		if (fp->res.file && fp->res.length > 0)
+			fp->out->records = (struct slice){ KAFKA_RECORDS_DEFERRED,
+							   (size_t)fp->res.length };
 	}
 	fs->answered = true;
-	kafka_req_respond(req, (kafka_encode_fn)kafka_fetch_response_encode, &fs->resp);
+	fs->splice_cursor = 0;
+	struct kafka_records_sink sink = { splice_records, fs };
+	kafka_req_respond_deferred(req, &kafka_fetch_response_desc, &fs->resp, &sink);
 }
 
 /* Whether to answer now: enough bytes, an error, or no time left. */

@@ -12,6 +12,13 @@
  * Responses leave in request order (Kafka requires it): a finished request
  * waits until every earlier request on the connection has been sent.
  * All of it runs on the connection's loop thread.
+ *
+ * Zero-copy responses (Fetch): the body is encoded with its RECORDS values
+ * deferred (kafka_codec.h), leaving holes; each hole gets a splice, a file
+ * range of a segment. Sending writes the header and the body's pieces with
+ * conn_write and each splice with conn_write_file (sendfile(2)), in order:
+ *
+ *   [size | header] [body bytes] <file range> [body bytes] <file range> [...]
  */
 #ifndef SLUICE_KAFKA_INT_H
 #define SLUICE_KAFKA_INT_H
@@ -24,6 +31,7 @@
 #include "core/reader.h"
 #include "core/writer.h"
 #include "kafka/kafka_arena.h"
+#include "kafka/kafka_codec.h"
 #include "kafka/kafka_msg.h"
 #include "net/conn.h"
 
@@ -98,6 +106,14 @@ extern const struct kafka_api_support kafka_apis[];
 /* The entry for api_key, or NULL when Sluice does not serve it. */
 const struct kafka_api_support *kafka_api_support_find(int16_t api_key);
 
+/* A file range spliced into a response body at a hole left for deferred records. */
+struct kafka_splice {
+	size_t at;                     /* body offset where the bytes belong */
+	struct flusher_file *file;     /* owned reference; NULL once handed to the connection */
+	int64_t position;              /* file position of the first byte */
+	int64_t length;                /* bytes */
+};
+
 struct kafka_req {
 	struct kafka_req *next;        /* the connection's queue, in arrival order */
 	struct kafka_conn *kc;
@@ -108,6 +124,8 @@ struct kafka_req {
 	size_t frame_len;
 	struct kafka_arena arena;      /* decoded arrays; freed with the request */
 	struct writer out;             /* the response body once answered */
+	struct kafka_splice *splices;  /* owned: file ranges for the body's holes, by offset */
+	size_t n_splices, cap_splices;
 	int pending;                   /* asynchronous operations outstanding */
 	bool done;                     /* response body ready (or none due) */
 	bool no_response;              /* Produce acks=0: nothing is sent */
@@ -134,6 +152,23 @@ bool kafka_req_orphaned(const struct kafka_req *req);
  */
 typedef int (*kafka_encode_fn)(struct writer *w, int16_t version, const void *msg);
 int kafka_req_respond(struct kafka_req *req, kafka_encode_fn encode, const void *msg);
+/*
+ * Answers with message m (a response descriptor of kafka_msg.h) encoded with
+ * kafka_codec_encode_deferred: sink is told where each deferred RECORDS value
+ * belongs and must call kafka_req_splice for it. Otherwise as
+ * kafka_req_respond. Returns 0 or the encoder's or sink's error (the
+ * connection is then closed).
+ */
+int kafka_req_respond_deferred(struct kafka_req *req, const struct kafka_msg_desc *m,
+			       const void *msg, const struct kafka_records_sink *sink);
+/*
+ * Splices length bytes of file from position into the response body at body
+ * offset at (a hole reported to a kafka_records_sink). Takes the file reference
+ * (moved, also on error): the connection releases it once the range is sent
+ * or dropped. Returns 0 or -ERR_NOMEM.
+ */
+int kafka_req_splice(struct kafka_req *req, size_t at, struct flusher_file *file,
+		     int64_t position, int64_t length);
 /* Marks a request done with no response (acks=0) and sends what is in order. */
 void kafka_req_finish_silent(struct kafka_req *req);
 

@@ -10,31 +10,50 @@
  * memory, and a large frame is copied at most once.
  *
  * Output: a queue of chunks, either copies (small writes are packed into
- * CONN_CHUNK_BYTES chunks) or moved buffers with a free function:
+ * CONN_CHUNK_BYTES chunks), moved buffers with a free function, or file ranges
+ * (zero-copy: sent with sendfile(2), never read into memory):
  *
- *   head ─► [sent | unsent] ─► [owned buffer] ─► [copy chunk, filling] ◄─ tail
+ *   head ─► [sent | unsent] ─► [owned buffer] ─► [file range] ─► [copy chunk] ◄─ tail
  *            off
  *
- * A flush gathers up to CONN_IOV_MAX chunks into one uv_try_write; what the
- * socket refuses goes into a single uv_write, and the next flush waits for its
- * callback. Bytes, not chunks, are counted in flight, so the tail chunk can keep
- * filling while it is being written (copy chunks never move).
+ * A flush gathers up to CONN_IOV_MAX byte chunks, stopping at the first file
+ * range, into one uv_try_write; what the socket refuses goes into a single
+ * uv_write, and the next flush waits for its callback. Bytes, not chunks, are
+ * counted in flight, so the tail chunk can keep filling while it is being
+ * written (copy chunks never move).
  *
- * Each connection has two handles: the TCP stream and a timer ("kick") that
- * runs deferred work on the next loop turn (flush of writes made outside a read
- * callback, delivery of buffered input after a resume, on_drain) or, once
- * closing, bounds how long queued output may take to drain. The connection is
- * freed when both handles' close callbacks have run.
+ * A file range is sent only once it is the head of the queue: every earlier
+ * byte is written and libuv's write queue for the stream is empty (no uv_write
+ * in flight), so the bytes reach the peer in queue order. Then sendfile(2) runs
+ * on the socket descriptor in a loop. When the socket is full (EAGAIN) the
+ * connection waits for it to become writable with a uv_poll on a dup() of the
+ * descriptor (libuv refuses a second handle on the same fd with UV_EEXIST);
+ * meanwhile later writes stay queued behind the range. The poll handle and the
+ * duplicate are made on the first EAGAIN and kept, stopped, until the
+ * connection closes (the socket is really closed only when both descriptors
+ * are). A finished range calls its release function, and so does freeing the
+ * connection for every range still queued: exactly once either way.
+ *
+ * Each connection has two handles, three once it waited for a file range: the
+ * TCP stream, a timer ("kick") that runs deferred work on the next loop turn
+ * (flush of writes made outside a read callback, delivery of buffered input
+ * after a resume, on_drain) or, once closing, bounds how long queued output may
+ * take to drain, and the poll above. The connection is freed when every
+ * handle's close callback has run.
  */
 #include "net/conn.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/clock.h"
 #include "core/diag.h"
@@ -45,15 +64,20 @@
 #define CONN_IOV_MAX 64
 #define CONN_MAX_BUFFER_DEFAULT (1024 * 1024)
 #define CONN_IOV_BYTES_MAX ((size_t)1 << 30)
+/* Most bytes asked of one sendfile(2) call (Linux sends at most 0x7ffff000). */
+#define CONN_SENDFILE_MAX ((size_t)1 << 30)
 
 /* A queued piece of output. */
 struct out_chunk {
 	struct out_chunk *next;
-	uint8_t *base;            /* inline data, or the moved buffer */
+	uint8_t *base;            /* inline data, or the moved buffer; NULL for a file range */
 	size_t len;               /* bytes in the chunk */
 	size_t off;               /* bytes already written */
-	size_t cap;               /* inline capacity; 0 for a moved buffer */
-	void (*free_fn)(void *);  /* for a moved buffer; may be NULL */
+	size_t cap;               /* inline capacity; 0 for a moved buffer or a file range */
+	void (*free_fn)(void *);  /* moved buffer: free_fn(base); file range: free_fn(arg) */
+	void *arg;                /* file range: the release argument */
+	int fd;                   /* file range: the file (borrowed until release); else -1 */
+	int64_t file_pos;         /* file range: file position of byte 0 of the range */
 	uint8_t data[];
 };
 
@@ -61,7 +85,9 @@ struct conn {
 	struct loop_member member; /* first: the loop's member list points here */
 	uv_tcp_t tcp;
 	uv_timer_t kick;
+	uv_poll_t poll;           /* on poll_fd, for file ranges; valid while poll_open */
 	uv_write_t wreq;
+	int poll_fd;              /* owned dup() of the socket; closed after the poll handle */
 	struct loop *loop;
 	const struct net_proto *proto;
 	void *proto_ctx;
@@ -86,6 +112,8 @@ struct conn {
 	unsigned bp_paused : 1;   /* paused by output back-pressure */
 	unsigned batching : 1;    /* inside a callback that flushes at its end */
 	unsigned want_drain : 1;  /* on_drain owed on the next kick */
+	unsigned poll_open : 1;   /* poll and poll_fd exist */
+	unsigned polling : 1;     /* waiting for the socket to take more of a file range */
 };
 
 static atomic_llong open_count;
@@ -110,10 +138,11 @@ int64_t conn_count(void)
 	return atomic_load(&open_count);
 }
 
+/* Frees a chunk: a moved buffer's free function, or a file range's release, runs here. */
 static void free_chunk(struct out_chunk *ch)
 {
 	if (ch->cap == 0 && ch->free_fn != NULL)
-		ch->free_fn(ch->base);
+		ch->free_fn(ch->fd >= 0 ? ch->arg : ch->base);
 	free(ch);
 }
 
@@ -141,6 +170,15 @@ static void handle_closed_cb(uv_handle_t *h)
 		conn_free(c);
 }
 
+/* The poll handle is closed (it no longer watches poll_fd): close the duplicate. */
+static void poll_closed_cb(uv_handle_t *h)
+{
+	struct conn *c = h->data;
+	close(c->poll_fd);
+	c->poll_fd = -1;
+	handle_closed_cb(h);
+}
+
 static void close_handles(struct conn *c)
 {
 	if (c->handles_closing)
@@ -148,9 +186,12 @@ static void close_handles(struct conn *c)
 	c->closing = 1;
 	c->handles_closing = 1;
 	c->reading = 0;
-	c->handles_open = 2;
+	c->polling = 0;
+	c->handles_open = c->poll_open ? 3 : 2;
 	uv_close((uv_handle_t *)&c->tcp, handle_closed_cb);
 	uv_close((uv_handle_t *)&c->kick, handle_closed_cb);
+	if (c->poll_open)
+		uv_close((uv_handle_t *)&c->poll, poll_closed_cb);
 }
 
 static void kick_cb(uv_timer_t *t);
@@ -379,11 +420,11 @@ static void output_changed(struct conn *c)
 		c->want_drain = 1;
 		arm_kick(c);
 	}
-	if (c->closing && !c->writing && c->out_bytes == 0)
+	if (c->closing && !c->writing && !c->polling && c->out_bytes == 0)
 		close_handles(c);
 }
 
-/* Drops n written bytes from the head of the output queue. */
+/* Drops n written bytes from the head of the output queue (byte chunks only). */
 static void consume_output(struct conn *c, size_t n)
 {
 	c->out_bytes -= n;
@@ -402,12 +443,16 @@ static void consume_output(struct conn *c, size_t n)
 	}
 }
 
-/* Fills bufs with up to CONN_IOV_MAX unsent pieces; returns the count and their total. */
+/*
+ * Fills bufs with up to CONN_IOV_MAX unsent byte pieces from the head, stopping
+ * at the first file range; returns the count and their total.
+ */
 static unsigned gather(struct conn *c, uv_buf_t *bufs, size_t *total)
 {
 	unsigned n = 0;
 	*total = 0;
-	for (struct out_chunk *ch = c->out_head; ch != NULL && n < CONN_IOV_MAX; ch = ch->next) {
+	for (struct out_chunk *ch = c->out_head; ch != NULL && n < CONN_IOV_MAX && ch->fd < 0;
+	     ch = ch->next) {
 		size_t left = ch->len - ch->off;
 		if (left == 0)
 			continue;
@@ -436,11 +481,133 @@ static void write_cb(uv_write_t *req, int status)
 	conn_flush_now(c);
 }
 
+static void poll_cb(uv_poll_t *p, int status, int events)
+{
+	struct conn *c = p->data;
+	(void)events;
+	if (c->handles_closing)
+		return;
+	uv_poll_stop(p);
+	c->polling = 0;
+	if (status < 0) {
+		diag_debug("net", "%s: waiting to write to %s: %s", c->proto->name, c->peer,
+			   uv_strerror(status));
+		conn_abort(c);
+		return;
+	}
+	conn_flush_now(c);
+}
+
+/* Waits until the socket is writable again (the poll on a duplicate descriptor). */
+static int wait_writable(struct conn *c)
+{
+	if (!c->poll_open) {
+		int sock = conn_fd(c);
+		int fd = sock >= 0 ? fcntl(sock, F_DUPFD_CLOEXEC, 0) : -1;
+		if (fd < 0)
+			return sock >= 0 ? -errno : -ERR_CLOSED;
+		int e = uv_poll_init(loop_uv(c->loop), &c->poll, fd);
+		if (e != 0) {
+			close(fd);
+			return e;
+		}
+		c->poll.data = c;
+		c->poll_fd = fd;
+		c->poll_open = 1;
+	}
+	int e = uv_poll_start(&c->poll, UV_WRITABLE, poll_cb);
+	if (e != 0)
+		return e;
+	c->polling = 1;
+	return 0;
+}
+
+/*
+ * Sends the file range at the head with sendfile(2) until it is all sent (0),
+ * the socket is full (-ERR_AGAIN) or it fails: -ERR_CORRUPT when the file ends
+ * before the range does, or the negative errno.
+ */
+static int send_file_range(struct conn *c, struct out_chunk *ch)
+{
+	int sock = conn_fd(c);
+	if (sock < 0)
+		return -ERR_CLOSED;
+	while (ch->off < ch->len) {
+		size_t want = ch->len - ch->off;
+		if (want > CONN_SENDFILE_MAX)
+			want = CONN_SENDFILE_MAX;
+		off_t pos = (off_t)(ch->file_pos + (int64_t)ch->off);
+		ssize_t n = sendfile(sock, ch->fd, &pos, want);
+		if (n > 0) {
+			ch->off += (size_t)n;
+			c->out_bytes -= (size_t)n;
+			continue;
+		}
+		if (n == 0)
+			return -ERR_CORRUPT; /* end of file inside the range */
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return -ERR_AGAIN;
+		return -errno;
+	}
+	return 0;
+}
+
+/*
+ * Sends the file range at the head of the queue, as far as the socket takes it.
+ * Returns 1 when it was sent whole (and released), 0 when the connection now
+ * waits for the socket, or -1 when the connection was aborted.
+ */
+static int flush_file_range(struct conn *c)
+{
+	struct out_chunk *ch = c->out_head;
+	int rc = send_file_range(c, ch);
+	if (rc == 0) {
+		c->out_head = ch->next;
+		if (c->out_head == NULL)
+			c->out_tail = NULL;
+		free_chunk(ch);
+		return 1;
+	}
+	if (rc == -ERR_AGAIN) {
+		rc = wait_writable(c);
+		if (rc == 0)
+			return 0;
+		diag_warn("net", "%s: cannot wait to write to %s: %s", c->proto->name, c->peer,
+			  err_str(rc));
+	} else if (rc == -ERR_CORRUPT) {
+		diag_error("net", "%s: file range for %s ends early: %zu of %zu bytes at file position"
+			   " %lld sent; closing", c->proto->name, c->peer, ch->off, ch->len,
+			   (long long)ch->file_pos);
+	} else if (rc == -EPIPE || rc == -ECONNRESET || rc == -ENOTCONN) {
+		diag_debug("net", "%s: sendfile to %s: %s", c->proto->name, c->peer, err_str(rc));
+	} else {
+		diag_warn("net", "%s: sendfile to %s: %s; closing", c->proto->name, c->peer,
+			  err_str(rc));
+	}
+	conn_abort(c);
+	return -1;
+}
+
 static void conn_flush_now(struct conn *c)
 {
 	if (c->handles_closing)
 		return;
-	while (!c->writing && c->out_bytes > 0) {
+	while (!c->writing && !c->polling && c->out_bytes > 0) {
+		if (c->out_head->fd >= 0) {
+			/* Our uv_write is the only one and it is done (libuv empties its
+			 * queue before write_cb), so this holds; sendfile must never
+			 * overtake bytes libuv still holds. */
+			if (uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp) > 0)
+				break;
+			int rc = flush_file_range(c);
+			if (rc < 0)
+				return;
+			if (rc == 0)
+				break;
+			continue;
+		}
 		uv_buf_t bufs[CONN_IOV_MAX];
 		size_t total;
 		unsigned n = gather(c, bufs, &total);
@@ -495,6 +662,9 @@ static struct out_chunk *append_chunk(struct conn *c, size_t cap)
 	ch->len = ch->off = 0;
 	ch->cap = cap;
 	ch->free_fn = NULL;
+	ch->arg = NULL;
+	ch->fd = -1;
+	ch->file_pos = 0;
 	if (c->out_tail != NULL)
 		c->out_tail->next = ch;
 	else
@@ -553,6 +723,37 @@ int conn_write_owned(struct conn *c, void *buf, size_t len, void (*free_fn)(void
 	return 0;
 }
 
+int conn_write_file(struct conn *c, int fd, int64_t offset, int64_t len,
+		    void (*release)(void *), void *arg)
+{
+	int rc = 0;
+	if (c->closing)
+		rc = -ERR_CLOSED;
+	else if (fd < 0 || offset < 0 || len < 0 || (uint64_t)len > SIZE_MAX ||
+		 offset > INT64_MAX - len)
+		rc = -ERR_INVALID;
+	if (rc != 0 || len == 0) {
+		if (release != NULL)
+			release(arg);
+		return rc;
+	}
+	struct out_chunk *ch = append_chunk(c, 0);
+	if (ch == NULL) {
+		if (release != NULL)
+			release(arg);
+		return -ERR_NOMEM;
+	}
+	ch->base = NULL;
+	ch->len = (size_t)len;
+	ch->free_fn = release;
+	ch->arg = arg;
+	ch->fd = fd;
+	ch->file_pos = offset;
+	c->out_bytes += (size_t)len;
+	after_write(c);
+	return 0;
+}
+
 size_t conn_output_bytes(const struct conn *c)
 {
 	return c->out_bytes;
@@ -591,7 +792,7 @@ void conn_close(struct conn *c)
 		uv_read_stop((uv_stream_t *)&c->tcp);
 		c->reading = 0;
 	}
-	if (!c->writing && c->out_bytes == 0) {
+	if (!c->writing && !c->polling && c->out_bytes == 0) {
 		close_handles(c);
 		return;
 	}
@@ -727,6 +928,7 @@ int conn_accept(struct loop *loop, uv_stream_t *server, const struct net_proto *
 	c->max_buffer = proto->max_buffer > 0 ? proto->max_buffer : CONN_MAX_BUFFER_DEFAULT;
 	c->output_max = (size_t)atomic_load(&output_max_bytes);
 	c->member.close = conn_member_close;
+	c->poll_fd = -1;
 	uv_tcp_init(loop_uv(loop), &c->tcp);
 	uv_timer_init(loop_uv(loop), &c->kick);
 	c->tcp.data = c;

@@ -13,11 +13,13 @@
  * partial frame) and is called again while it makes progress. More than
  * proto->max_buffer unread bytes close the connection.
  *
- * Output: conn_write() copies, conn_write_owned() moves a buffer in. Nothing is
- * sent per call: queued buffers are gathered into one uv_try_write (iovec) at
- * the end of each read callback, or on the next loop turn for writes made
- * outside a read callback, or at conn_flush(); what the socket does not take
- * goes to uv_write.
+ * Output: conn_write() copies, conn_write_owned() moves a buffer in,
+ * conn_write_file() queues a file range sent with sendfile(2) (zero-copy).
+ * Everything leaves in the order it was queued. Nothing is sent per call:
+ * queued buffers are gathered into one uv_try_write (iovec) at the end of each
+ * read callback, or on the next loop turn for writes made outside a read
+ * callback, or at conn_flush(); what the socket does not take goes to
+ * uv_write. A file range is sent once everything before it is written.
  *
  * Back-pressure: when queued output exceeds conn.output.max.bytes the
  * connection stops reading (and delivering buffered input) until the output
@@ -86,7 +88,7 @@ struct loop *conn_loop(const struct conn *c);
 const struct net_proto *conn_proto(const struct conn *c);
 /* Peer address "ip:port" ("[ip6]:port"), for diagnostics (borrowed). */
 const char *conn_peer(const struct conn *c);
-/* The socket's file descriptor, for the sendfile path (see docs/net.md), or -1. */
+/* The socket's file descriptor (used by the sendfile path, see docs/net.md), or -1. */
 int conn_fd(const struct conn *c);
 
 /* Queues a copy of len bytes. Returns 0, -ERR_CLOSED or -ERR_NOMEM. */
@@ -97,9 +99,21 @@ int conn_write(struct conn *c, const void *buf, size_t len);
  * static data. Returns 0, -ERR_CLOSED or -ERR_NOMEM.
  */
 int conn_write_owned(struct conn *c, void *buf, size_t len, void (*free_fn)(void *));
-/* Sends queued output now (uv_try_write, rest via uv_write). */
+/*
+ * Queues len bytes of the file fd from file position offset, sent with
+ * sendfile(2) after everything queued before it (zero-copy: the bytes never
+ * enter user space). fd must stay open and the range must stay in the file
+ * until release(arg) runs; the connection calls it exactly once: when the range
+ * is sent, when it is dropped by a close, or before this returns an error.
+ * release may be NULL. A file that ends inside the range aborts the
+ * connection. The range counts towards conn.output.max.bytes. Returns 0,
+ * -ERR_CLOSED, -ERR_INVALID (negative fd, offset or length) or -ERR_NOMEM.
+ */
+int conn_write_file(struct conn *c, int fd, int64_t offset, int64_t len,
+		    void (*release)(void *), void *arg);
+/* Sends queued output now (uv_try_write, rest via uv_write; file ranges via sendfile). */
 void conn_flush(struct conn *c);
-/* Bytes queued and not yet written to the socket. */
+/* Bytes queued and not yet written to the socket (file ranges included). */
 size_t conn_output_bytes(const struct conn *c);
 /* Whether output is over the cap (the protocol should hold further sends). */
 int conn_output_full(const struct conn *c);

@@ -6,6 +6,9 @@
  * whose first byte is a command:
  *   'E' echo the frame back          'B' + u32 n: reply with an n-byte frame
  *   'C' reply "bye" and close        'P' pause reading, reply "paused"
+ *   'F' + u32 off + u32 n: reply with a frame '<' + n bytes of the test file
+ *       from off (a file range, sent with sendfile) + '>'
+ *   'Q' close, then queue a file range (refused: released at once)
  * Clients are blocking sockets in the test thread with receive timeouts, so
  * every wait is bounded. Callbacks are counted and checked when the loops stop.
  */
@@ -17,6 +20,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -25,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,6 +48,9 @@
 /* Callback counters (any loop thread writes them, the test thread reads). */
 static atomic_int n_open, n_close, n_data_calls, n_partial, n_frames, n_drain;
 static atomic_int n_owned_freed, n_state_freed;
+/* File ranges: released (must equal queued once the loops stop), queued, refused by a close. */
+static atomic_int n_file_released, n_file_queued, n_file_refused;
+static atomic_int file_fd = -1;             /* the test file ('F'), or -1 */
 static atomic_int opens_on_loop[2];
 static atomic_size_t max_output_seen;
 static atomic_int bad_peer, bad_fd;
@@ -58,6 +66,26 @@ static void owned_free(void *p)
 {
 	free(p);
 	atomic_fetch_add(&n_owned_freed, 1);
+}
+
+/* The release of a file range: arg is a counter cell that must be hit once. */
+static void file_release(void *arg)
+{
+	atomic_int *hits = arg;
+	if (atomic_fetch_add(hits, 1) != 0)
+		atomic_fetch_add(&n_file_released, 1000); /* a second release: fails the count */
+	atomic_fetch_add(&n_file_released, 1);
+	free(arg);
+}
+
+/* Queues a file range with its own release cell; returns conn_write_file's result. */
+static int queue_file(struct conn *c, uint32_t off, uint32_t len)
+{
+	atomic_int *hits = calloc(1, sizeof *hits);
+	if (hits == NULL)
+		return -ERR_NOMEM;
+	atomic_fetch_add(&n_file_queued, 1);
+	return conn_write_file(c, atomic_load(&file_fd), off, len, file_release, hits);
 }
 
 static int echo_open(struct conn *c, void *ctx)
@@ -145,6 +173,25 @@ static ssize_t echo_data(struct conn *c, const uint8_t *data, size_t len)
 		conn_pause_read(c);
 		write_frame(c, "paused", 6);
 		break;
+	case 'F': {
+		uint32_t off = reader_u32(&pr);
+		uint32_t size = reader_u32(&pr);
+		if (pr.err || size > UINT32_MAX - 2)
+			return -1;
+		uint32_t total = size + 2;
+		uint8_t hdr[5] = { (uint8_t)(total >> 24), (uint8_t)(total >> 16),
+				   (uint8_t)(total >> 8), (uint8_t)total, '<' };
+		conn_write(c, hdr, 5);
+		if (queue_file(c, off, size) != 0)
+			return -1;
+		conn_write(c, ">", 1);
+		break;
+	}
+	case 'Q':
+		conn_close(c);
+		if (queue_file(c, 0, 100) == -ERR_CLOSED)
+			atomic_fetch_add(&n_file_refused, 1);
+		return (ssize_t)(4 + n);
 	default:
 		return -1;
 	}
@@ -190,6 +237,9 @@ static int setup(void **state)
 	atomic_store(&n_drain, 0);
 	atomic_store(&n_owned_freed, 0);
 	atomic_store(&n_state_freed, 0);
+	atomic_store(&n_file_released, 0);
+	atomic_store(&n_file_queued, 0);
+	atomic_store(&n_file_refused, 0);
 	atomic_store(&opens_on_loop[0], 0);
 	atomic_store(&opens_on_loop[1], 0);
 	atomic_store(&max_output_seen, 0);
@@ -221,6 +271,11 @@ static int teardown(void **state)
 	assert_int_equal(conn_count(), 0);
 	assert_int_equal(atomic_load(&bad_peer), 0);
 	assert_int_equal(atomic_load(&bad_fd), 0);
+	/* Every file range queued was released exactly once. */
+	assert_int_equal(atomic_load(&n_file_released), atomic_load(&n_file_queued));
+	int fd = atomic_exchange(&file_fd, -1);
+	if (fd >= 0)
+		close(fd);
 	conn_set_limits(0, OUTPUT_MAX);
 	free(f);
 	return 0;
@@ -665,6 +720,10 @@ static int teardown_stopped(void **state)
 	if (f->g != NULL)
 		return teardown(state);
 	assert_int_equal(conn_count(), 0);
+	assert_int_equal(atomic_load(&n_file_released), atomic_load(&n_file_queued));
+	int fd = atomic_exchange(&file_fd, -1);
+	if (fd >= 0)
+		close(fd);
 	free(f);
 	return 0;
 }
@@ -703,6 +762,236 @@ static void test_listener_errors_and_ipv6(void **state)
 	assert_int_equal(wait_at_least(&n_close, 1), 1);
 }
 
+/* The byte at position i of the test file. */
+static uint8_t file_byte(size_t i)
+{
+	return (uint8_t)(i * 7 + i / 251);
+}
+
+/* Makes the test file of size bytes (file_fd); its directory is removed at once. */
+static void make_test_file(size_t size)
+{
+	char dir[] = "/tmp/sluice-test-conn-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char path[64];
+	snprintf(path, sizeof path, "%s/file", dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	unlink(path);
+	rmdir(dir);
+	uint8_t *buf = malloc(size);
+	assert_non_null(buf);
+	for (size_t i = 0; i < size; i++)
+		buf[i] = file_byte(i);
+	assert_int_equal(pwrite(fd, buf, size, 0), (ssize_t)size);
+	free(buf);
+	atomic_store(&file_fd, fd);
+}
+
+/* Appends an 'F' request for n bytes of the file from off. */
+static size_t make_file_req(uint8_t *out, uint32_t off, uint32_t n)
+{
+	uint8_t p[9] = { 'F',
+			 (uint8_t)(off >> 24), (uint8_t)(off >> 16), (uint8_t)(off >> 8), (uint8_t)off,
+			 (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n };
+	return make_frame(out, p, sizeof p);
+}
+
+/* Receives an 'F' reply and checks it holds the file's bytes [off, off + n). */
+static void expect_file_reply(int fd, uint8_t *buf, uint32_t off, uint32_t n)
+{
+	assert_int_equal(recv_frame(fd, buf, (size_t)n + 2), (long)n + 2);
+	assert_int_equal(buf[0], '<');
+	assert_int_equal(buf[n + 1], '>');
+	for (uint32_t i = 0; i < n; i++)
+		if (buf[1 + i] != file_byte((size_t)off + i))
+			fail_msg("file byte %u of the reply (file position %u) differs", i, off + i);
+}
+
+#define FILE_BYTES (12 * 1024 * 1024)
+
+static void test_file_ranges_in_order_slow_reader(void **state)
+{
+	struct fixture *f = *state;
+	make_test_file(FILE_BYTES);
+	/* A small receive buffer: sendfile meets a full socket (EAGAIN) many times. */
+	int fd = client_connect_family(AF_INET, f->port, 64 * 1024);
+	assert_int_equal(wait_at_least(&n_open, 1), 1);
+	/* bytes, the whole file, bytes, two adjacent ranges, bytes: all in one batch. */
+	uint8_t req[256];
+	size_t len = make_frame(req, "Ebefore", 7);
+	len += make_file_req(req + len, 0, FILE_BYTES);
+	len += make_frame(req + len, "Emiddle", 7);
+	len += make_file_req(req + len, 1000, 3);
+	len += make_file_req(req + len, FILE_BYTES - 5000, 5000);
+	len += make_frame(req + len, "Eafter", 6);
+	send_all(fd, req, len);
+
+	/* Nothing read yet: the range is stuck at the head, counted in the output,
+	 * over the cap, so the server stopped reading; the later echoes wait. */
+	int64_t end = clock_mono_ns() + (int64_t)WAIT_MS * 1000000;
+	struct conn_probe p;
+	do {
+		p = probe_last();
+	} while ((p.reading || atomic_load(&n_frames) < 2) && clock_mono_ns() < end);
+	assert_false(p.reading);
+	assert_true(p.output > OUTPUT_MAX);
+	assert_true(p.output < (size_t)FILE_BYTES + 64);
+	assert_int_equal(atomic_load(&n_file_released), 0);
+
+	uint8_t *buf = malloc(FILE_BYTES + 2);
+	assert_non_null(buf);
+	char got[16];
+	assert_int_equal(recv_frame(fd, got, sizeof got), 7);
+	assert_memory_equal(got, "Ebefore", 7);
+	/* Read slowly at first (bounded pauses), so the poll for writability resumes it. */
+	uint8_t hdr[5];
+	assert_int_equal(recv_exact(fd, hdr, 5), 0);
+	assert_int_equal(hdr[4], '<');
+	size_t done = 0;
+	for (int i = 0; i < 8; i++) {
+		struct timespec ts = { 0, 20 * 1000000 };
+		nanosleep(&ts, NULL);
+		assert_int_equal(recv_exact(fd, buf + done, 100 * 1000), 0);
+		done += 100 * 1000;
+	}
+	assert_int_equal(recv_exact(fd, buf + done, FILE_BYTES - done), 0);
+	for (size_t i = 0; i < FILE_BYTES; i++)
+		if (buf[i] != file_byte(i))
+			fail_msg("file byte %zu differs", i);
+	assert_int_equal(recv_exact(fd, hdr, 1), 0);
+	assert_int_equal(hdr[0], '>');
+	assert_int_equal(recv_frame(fd, got, sizeof got), 7);
+	assert_memory_equal(got, "Emiddle", 7);
+	expect_file_reply(fd, buf, 1000, 3);
+	expect_file_reply(fd, buf, FILE_BYTES - 5000, 5000);
+	assert_int_equal(recv_frame(fd, got, sizeof got), 6);
+	assert_memory_equal(got, "Eafter", 6);
+	free(buf);
+
+	/* Each range released once it was sent; the output drained and reading resumed. */
+	assert_int_equal(wait_at_least(&n_file_released, 3), 3);
+	end = clock_mono_ns() + (int64_t)WAIT_MS * 1000000;
+	do {
+		p = probe_last();
+	} while ((!p.reading || p.output != 0) && clock_mono_ns() < end);
+	assert_true(p.reading);
+	assert_int_equal(p.output, 0);
+	assert_true(atomic_load(&n_drain) >= 1);
+	/* The connection still serves plain bytes and ranges afterwards. */
+	uint8_t small[64];
+	len = make_file_req(req, 7, 10);
+	send_all(fd, req, len);
+	expect_file_reply(fd, small, 7, 10);
+	assert_int_equal(wait_at_least(&n_file_released, 4), 4);
+	close(fd);
+	assert_int_equal(wait_at_least(&n_close, 1), 1);
+	assert_int_equal(atomic_load(&n_file_queued), 4);
+}
+
+static void test_file_range_peer_disconnects(void **state)
+{
+	struct fixture *f = *state;
+	make_test_file(FILE_BYTES);
+	/* A cap above both ranges, so the server reads the second request too. */
+	conn_set_limits(0, 4 * FILE_BYTES);
+	int fd = client_connect_family(AF_INET, f->port, 64 * 1024);
+	assert_int_equal(wait_at_least(&n_open, 1), 1);
+	uint8_t req[64];
+	size_t len = make_file_req(req, 0, FILE_BYTES);
+	len += make_file_req(req + len, 0, FILE_BYTES); /* a second range, never started */
+	send_all(fd, req, len);
+	assert_int_equal(wait_at_least(&n_frames, 2), 2);
+	/* Part of the first range arrives, then the client goes away. */
+	uint8_t *buf = malloc(256 * 1024);
+	assert_non_null(buf);
+	assert_int_equal(recv_exact(fd, buf, 256 * 1024), 0);
+	assert_int_equal(buf[4], '<');
+	assert_int_equal(buf[5 + 1000], file_byte(1000));
+	free(buf);
+	close(fd);
+	/* The server notices (sendfile fails, or the read sees the reset) and closes:
+	 * both ranges are released once each, the first one mid-way. */
+	assert_int_equal(wait_at_least(&n_close, 1), 1);
+	assert_int_equal(atomic_load(&n_file_queued), 2);
+	assert_int_equal(wait_at_least(&n_file_released, 2), 2);
+}
+
+static void test_file_range_short_file(void **state)
+{
+	struct fixture *f = *state;
+	make_test_file(64 * 1024);
+	int fd = client_connect(f->port);
+	assert_int_equal(wait_at_least(&n_open, 1), 1);
+	/* A range reaching 1000 bytes past the end of the file: what exists is sent,
+	 * then the connection is closed (the frame can never be completed). */
+	uint8_t req[64];
+	size_t len = make_file_req(req, 32 * 1024, 32 * 1024 + 1000);
+	len += make_frame(req + len, "Enever", 6);
+	send_all(fd, req, len);
+	uint8_t *buf = malloc(64 * 1024);
+	assert_non_null(buf);
+	assert_int_equal(recv_exact(fd, buf, 5 + 32 * 1024), 0);
+	assert_int_equal(buf[4], '<');
+	for (size_t i = 0; i < 32 * 1024; i++)
+		if (buf[5 + i] != file_byte(32 * 1024 + i))
+			fail_msg("file byte %zu differs", i);
+	free(buf);
+	assert_int_equal(wait_peer_closed(fd), 1);
+	close(fd);
+	assert_int_equal(wait_at_least(&n_close, 1), 1);
+	assert_int_equal(wait_at_least(&n_file_released, 1), 1);
+	assert_int_equal(atomic_load(&n_file_queued), 1);
+}
+
+static void test_file_range_close_and_stop(void **state)
+{
+	struct fixture *f = *state;
+	make_test_file(FILE_BYTES);
+	uint8_t req[64], got[16];
+
+	/* A graceful close sends the queued range first, then "bye", then EOF. */
+	int a = client_connect_family(AF_INET, f->port, 64 * 1024);
+	size_t len = make_file_req(req, 5, 4 * 1024 * 1024);
+	len += make_frame(req + len, "C", 1);
+	send_all(a, req, len);
+	uint8_t *buf = malloc(4 * 1024 * 1024 + 2);
+	assert_non_null(buf);
+	expect_file_reply(a, buf, 5, 4 * 1024 * 1024);
+	free(buf);
+	assert_int_equal(recv_frame(a, got, sizeof got), 3);
+	assert_memory_equal(got, "bye", 3);
+	assert_int_equal(wait_peer_closed(a), 1);
+	close(a);
+	assert_int_equal(wait_at_least(&n_close, 1), 1);
+	assert_int_equal(atomic_load(&n_file_released), 1);
+
+	/* A range queued after conn_close is refused and released at once. */
+	int b = client_connect(f->port);
+	len = make_frame(req, "Q", 1);
+	send_all(b, req, len);
+	assert_int_equal(wait_peer_closed(b), 1);
+	close(b);
+	assert_int_equal(wait_at_least(&n_close, 2), 2);
+	assert_int_equal(atomic_load(&n_file_refused), 1);
+	assert_int_equal(atomic_load(&n_file_released), 2);
+
+	/* Stopping the loops with a range in progress (the client reads nothing)
+	 * drops it and releases it once. */
+	int c = client_connect_family(AF_INET, f->port, 64 * 1024);
+	len = make_file_req(req, 0, FILE_BYTES);
+	send_all(c, req, len);
+	assert_int_equal(wait_at_least(&n_frames, 4), 4);
+	listener_stop(f->l);
+	f->l = NULL;
+	assert_int_equal(loop_group_stop(f->g), 0);
+	f->g = NULL;
+	assert_int_equal(atomic_load(&n_close), 3);
+	assert_int_equal(atomic_load(&n_file_released), 3);
+	assert_int_equal(atomic_load(&n_file_queued), 3);
+	close(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -715,6 +1004,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_max_connections_cap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_with_open_connections, setup, teardown_stopped),
 		cmocka_unit_test_setup_teardown(test_listener_errors_and_ipv6, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_file_ranges_in_order_slow_reader, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_file_range_peer_disconnects, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_file_range_short_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_file_range_close_and_stop, setup, teardown_stopped),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
