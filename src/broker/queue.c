@@ -402,8 +402,9 @@ int queue_next(struct queue *q, int64_t now_ms, struct queue_msg *msg,
 		q->ready_bytes -= e->size;
 		q->n_unacked++;
 		if (q->acks && e->offset >= q->mark) {
-			/* Persist "delivered up to here" ahead, so marks are rare. */
-			q->mark = e->offset + 1024;
+			/* Persisted before the message leaves, so a restart flags exactly
+			 * the messages that may have reached a consumer as redelivered. */
+			q->mark = e->offset + 1;
 			ack_log_mark(q->acks, q->mark);
 		}
 		trim(q);
