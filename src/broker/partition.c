@@ -302,6 +302,13 @@ static void append_synced(void *arg, int status)
 	append_finish(op);
 }
 
+static void sync_unawaited(void *arg, int status)
+{
+	(void)arg;
+	if (status)
+		diag_error("broker", "fsync after an unawaited append failed: %s", err_str(status));
+}
+
 static void append_on_owner(void *arg)
 {
 	struct append_op *op = arg;
@@ -339,11 +346,10 @@ static void append_on_owner(void *arg)
 	watches_fire(p, false);
 	struct flusher *fl = p->topic->broker->flusher;
 	if (!op->wait_durable || !op->cb) {
-		/* acks=0 still gets written durably per policy; nobody waits for it. */
-		if (fl && flusher_policy(fl) == CONFIG_FLUSH_BATCH && !op->cb)
-			(void)flusher_sync(fl, r.file, append_synced, op);
-		else
-			append_finish(op);
+		/* acks 0 and 1: still made durable per the policy, but nobody waits. */
+		if (fl && flusher_policy(fl) == CONFIG_FLUSH_BATCH)
+			(void)flusher_sync(fl, r.file, sync_unawaited, NULL);
+		append_finish(op);
 		return;
 	}
 	rc = flusher_sync(fl, r.file, append_synced, op);

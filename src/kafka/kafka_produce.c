@@ -4,9 +4,10 @@
  * message formats, which Sluice does not store).
  *
  * Each partition's records are copied out of the request frame and appended on
- * the partition's owner loop (broker/partition.c). acks=1 and acks=-1 answer
- * once the append is as durable as log.flush promises (one node: the leader is
- * every replica); acks=0 answers nothing and returns at once. Errors are per
+ * the partition's owner loop (broker/partition.c). acks=-1 (all) answers once
+ * the append is as durable as log.flush promises (one node: the leader is every
+ * replica); acks=1 answers once the leader wrote it (the fsync still follows);
+ * acks=0 answers nothing and returns at once. Errors are per
  * partition Kafka codes; only an undecodable request closes the connection.
  */
 #include <stdlib.h>
@@ -91,7 +92,7 @@ static void produce_partition(struct kafka_req *req, struct topic *t, int16_t ac
 	if (slot)
 		*slot = (struct produce_slot){ req, out };
 	req->pending += acks ? 1 : 0;
-	int rc = partition_append(p, copy, pd->records.len, acks != 0, kafka_req_loop(req),
+	int rc = partition_append(p, copy, pd->records.len, acks == -1, kafka_req_loop(req),
 				  acks ? appended : NULL, slot);
 	if (rc) {
 		req->pending -= acks ? 1 : 0;
