@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config clang libclang-rt-14-dev
   libuv1-dev libsqlite3-dev libisal-dev libcmocka-dev
-  python3 python3-pytest
+  python3 python3-pytest python3-pika amqp-tools
 )
 
 missing=()

@@ -285,8 +285,10 @@ static void update_counts(struct bqueue *q)
 /* Hands ready messages to consumers with credit, round robin. Owner thread. */
 static void dispatch(struct bqueue *q)
 {
-	if (!q->q || !q->consumers)
+	if (!q->q || !q->consumers) {
+		update_counts(q);
 		return;
+	}
 	int64_t now = clock_now_ms();
 	for (;;) {
 		struct consumer *start = q->rr ? q->rr : q->consumers, *c = start, *pick = NULL;

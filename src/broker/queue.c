@@ -127,6 +127,10 @@ static void trim(struct queue *q)
 	if (!moved)
 		return;
 	int64_t floor = q->count ? at(q, 0)->offset : log_end_offset(q->log);
+	/* Sealed segments only: deleting the active one when a consumer keeps up
+	 * would create and delete a segment file per message. */
+	if (floor >= log_end_offset(q->log))
+		floor = log_end_offset(q->log) - 1;
 	int deleted = 0;
 	int rc = log_delete_before(q->log, floor, &deleted);
 	if (rc)

@@ -1,0 +1,379 @@
+/*
+ * amqp_int.h: what the AMQP front end's files share: the server, connection
+ * and channel state, and the helpers handlers use to answer and to fail.
+ * Included only by the files of src/amqp.
+ *
+ * A connection's life (amqp_conn.c), AMQP 0-9-1 section 4.2 and 2.2.4:
+ *
+ *   HEADER ──"AMQP"0091──► START_OK ──start-ok──► TUNE_OK ──tune-ok──► OPEN
+ *     │ anything else:       (sent start)           (sent tune)           │
+ *     └ our header, close                                     connection.open
+ *                                                                          ▼
+ *   closed ◄──close-ok / timeout── CLOSING ◄──connection error────── RUNNING
+ *   closed ◄──────── timeout / EOF── DISCARD ◄──framing lost (501)────┘
+ *
+ * Frame first, decode second: the 7-byte frame header is checked against the
+ * negotiated frame_max (before tune-ok: the spec's minimum, 4096) before the
+ * payload is waited for, so an oversized frame is refused (501 FRAME_ERROR)
+ * without being buffered. A whole frame is then decoded by the generated
+ * codec (amqp_msg.h) straight from the input buffer; decoded slices borrow
+ * from it and are valid only while the frame is handled: handlers copy what
+ * they keep.
+ *
+ * Errors (section 1.2 of the spec's reply codes): a channel error (soft: 403,
+ * 404, 405, 406) sends channel.close and discards that channel's frames until
+ * channel.close-ok; the connection goes on. A connection error (hard: 501-506,
+ * 530, 540, 541) sends connection.close and waits (bounded) for close-ok,
+ * discarding everything else. When the framing itself is lost (bad frame-end,
+ * unknown frame type, oversized frame) the bytes that follow cannot be
+ * trusted: after connection.close the connection only discards input until
+ * the peer closes or a short timeout passes, then closes.
+ *
+ * Everything here runs on the connection's loop thread.
+ */
+#ifndef SLUICE_AMQP_INT_H
+#define SLUICE_AMQP_INT_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "amqp/amqp_msg.h"
+#include "amqp/amqp_server.h"
+#include "broker/exchange.h"
+#include "core/writer.h"
+#include "net/conn.h"
+
+/* What Sluice proposes in connection.tune; clients may lower frame_max and
+ * channel_max, and choose the heartbeat. */
+#define AMQP_CHANNEL_MAX 2047
+#define AMQP_FRAME_MAX 131072
+#define AMQP_HEARTBEAT_S 60
+/* A client must finish the handshake (up to connection.open) within this. */
+#define AMQP_HANDSHAKE_TIMEOUT_MS 10000
+/* How long a connection error waits for connection.close-ok. */
+#define AMQP_CLOSE_TIMEOUT_MS 3000
+/* How long input is discarded after the framing was lost. */
+#define AMQP_DISCARD_TIMEOUT_MS 1000
+
+/* Largest message body accepted (RabbitMQ's default max_message_size). */
+#define AMQP_MESSAGE_MAX (128u << 20)
+/* Most bytes of unfinished message bodies one connection may have buffered. */
+#define AMQP_CONN_CONTENT_MAX (256u << 20)
+
+/*
+ * A registry entry: a queue declared exclusive and the connection that owns
+ * it, or (consumer) the count of AMQP consumers of a queue and whether one of
+ * them is exclusive (basic.consume exclusive).
+ */
+struct amqp_exclusive {
+	const struct amqp_conn *owner; /* compared only, never followed */
+	uint8_t len;
+	char name[256];
+	bool consumer;                 /* a consumer entry */
+	bool exclusive_consumer;       /* consumer entry: its only consumer is exclusive */
+	uint32_t consumers;            /* consumer entry: consumers counted */
+};
+
+struct amqp_server {
+	struct broker *broker;
+	struct loop_group *loops;
+	struct exchange_table *exchanges; /* owned */
+	pthread_mutex_t excl_lock;        /* guards excl (loops of every connection use it) */
+	struct amqp_exclusive *excl;      /* owned: exclusive queues and exclusive consumers */
+	size_t n_excl, cap_excl;
+};
+
+enum amqp_conn_state {
+	AMQP_CONN_HEADER,    /* waiting for the protocol header */
+	AMQP_CONN_START_OK,  /* sent connection.start */
+	AMQP_CONN_TUNE_OK,   /* sent connection.tune */
+	AMQP_CONN_OPEN,      /* tuned, waiting for connection.open */
+	AMQP_CONN_RUNNING,
+	AMQP_CONN_CLOSING,   /* sent connection.close, waiting for close-ok */
+	AMQP_CONN_DISCARD,   /* framing lost or closed: input is discarded */
+};
+
+enum amqp_channel_state {
+	AMQP_CH_OPEN,
+	AMQP_CH_CLOSING, /* sent channel.close, waiting for close-ok */
+};
+
+struct amqp_conn;
+struct amqp_channel;
+struct bqueue;
+
+/*
+ * A consumer (basic.consume). It lives until the broker is done with it (the
+ * queue was deleted, or basic.cancel / the channel's end was confirmed) AND no
+ * unacked delivery refers to it: refs counts the registration, each pending
+ * bqueue_cancel and each unacked delivery. Deliveries that arrive after its
+ * channel is gone are requeued.
+ */
+struct amqp_consumer {
+	struct amqp_consumer *next;    /* the channel's list (while ch is set) */
+	struct amqp_conn *ac;          /* holds a connection reference */
+	struct amqp_channel *ch;       /* NULL once the channel is gone or it was cancelled */
+	struct bqueue *q;              /* owned reference */
+	uint64_t id;                   /* the broker's consumer id */
+	int refs;
+	bool registered;               /* the broker may still deliver to it */
+	bool no_ack;
+	bool exclusive;
+	uint8_t tag_len;
+	char tag[256];                 /* NUL-terminated too */
+};
+
+/* A delivery waiting for basic.ack / nack / reject. */
+struct amqp_unacked {
+	uint64_t tag;                  /* delivery tag (kept for order once settled) */
+	struct amqp_consumer *consumer; /* holds a reference; NULL for basic.get */
+	struct bqueue *q;              /* basic.get: owned reference; NULL with consumer
+					* NULL: settled (a hole) */
+	int64_t offset;                /* the queue's handle */
+};
+
+/* basic.publish waiting for its content header and body frames. */
+struct amqp_publish {
+	bool active;                   /* a basic.publish was received */
+	bool have_header;
+	bool mandatory;
+	uint8_t exchange_len, key_len;
+	uint8_t exchange[255];
+	uint8_t routing_key[255];
+	uint8_t *header;               /* owned copy of the content header payload */
+	size_t header_len;
+	uint64_t body_size;
+	uint8_t *body;                 /* owned, grows as body frames arrive */
+	size_t body_len, body_cap;
+};
+
+struct amqp_channel {
+	struct amqp_conn *ac;
+	uint16_t number;
+	uint32_t serial;               /* unique per connection: asynchronous replies check it */
+	enum amqp_channel_state state;
+	/* queue class */
+	bool has_current_queue;        /* the last queue declared (an empty name means it) */
+	uint8_t current_queue_len;
+	char current_queue[256];
+	/* basic class */
+	uint16_t prefetch;             /* basic.qos prefetch-count for new consumers */
+	bool confirm;                  /* confirm.select was received */
+	uint64_t next_tag;             /* last delivery tag given */
+	uint64_t next_seq;             /* last publish sequence number (confirm mode) */
+	struct amqp_consumer *consumers;
+	struct amqp_unacked *unacked;  /* [ua_head, ua_len): in tag order, with holes */
+	size_t ua_head, ua_len, ua_cap, ua_live;
+	struct amqp_publish pub;
+	struct exchange_dests dests;   /* reused by every publish */
+};
+
+/*
+ * Broker work answered later (queue.purge, queue.delete, basic.get,
+ * basic.cancel, publisher confirms). It holds a connection reference; the
+ * channel is found again by number and serial when the answer comes, and is
+ * gone if it was closed meanwhile. A synchronous method's op (waits) stops
+ * the connection's input until it is answered, so replies and effects keep
+ * the order of the client's methods (AMQP 0-9-1 2.2.2: methods on a channel
+ * are processed in order).
+ */
+struct amqp_op {
+	struct amqp_conn *ac;
+	uint16_t channel;
+	uint32_t serial;
+	uint32_t method;
+	bool waits;
+	bool nowait;
+	bool if_unused, if_empty, no_ack;
+	struct bqueue *q;              /* owned reference, when the op has one */
+	struct amqp_consumer *consumer; /* basic.cancel: holds a reference */
+	uint64_t seq;                  /* confirms: the publish's sequence number */
+	int pending;                   /* confirms: queue appends still running */
+	bool nack;                     /* confirms: some queue refused it */
+	uint8_t name_len;
+	char name[256];                /* a queue's name, NUL-terminated */
+};
+
+struct amqp_conn {
+	struct amqp_server *server;
+	struct conn *conn;           /* NULL once the TCP connection is gone */
+	struct loop *loop;
+	char peer[64];
+	enum amqp_conn_state state;
+	int refs;                    /* the TCP connection + consumers and ops in flight */
+	int waiting;                 /* synchronous ops in flight: input paused */
+	uint32_t next_serial;        /* for channels */
+	uint16_t channel_max;        /* negotiated */
+	uint32_t frame_max;          /* negotiated; AMQP_FRAME_MIN_SIZE until tune-ok */
+	uint16_t heartbeat;          /* seconds, 0 = none */
+	int64_t opened_ms;           /* monotonic ms at accept */
+	int64_t last_recv_ms;        /* monotonic ms of the last bytes read */
+	int64_t last_send_ms;        /* monotonic ms of the last frame queued */
+	int64_t close_deadline_ms;   /* CLOSING / DISCARD: close the socket then */
+	uv_timer_t *timer;           /* owned; closed by timer_close() */
+	struct loop_member member;   /* closes the timer if the loop stops first */
+	struct amqp_channel **channels; /* owned, by number; NULL = not open */
+	uint16_t n_channels;         /* length of channels (highest number + 1) */
+	bool cap_blocked;            /* client understands connection.blocked */
+	bool cap_cancel_notify;      /* client understands a server basic.cancel */
+	bool logged_malformed;       /* a malformed frame was logged already */
+	uint64_t stream_pos;         /* bytes consumed before the current input */
+	size_t content_bytes;        /* buffer bytes of unfinished publishes, all channels */
+	char user[64];
+	struct writer out;           /* reused to encode each frame */
+};
+
+/* ---- amqp_message.c: a message as a stored record batch ---- */
+
+/* A message's parts; every slice is borrowed. */
+struct amqp_message {
+	struct slice exchange;
+	struct slice routing_key;
+	struct slice props_raw;   /* basic properties: flags words + property list */
+	struct slice body;
+	int64_t timestamp_ms;     /* when it was published (decode only) */
+};
+/* Encodes m as one record batch (owned by the caller). Returns 0 or an error. */
+int amqp_message_encode(const struct amqp_message *m, int64_t now_ms, uint8_t **out,
+			size_t *out_len);
+/* Decodes a stored batch; m borrows from it. Returns 0 or -ERR_CORRUPT. */
+int amqp_message_decode(const uint8_t *batch, size_t len, struct amqp_message *m);
+
+/* ---- amqp_conn.c ---- */
+
+/* Takes / drops a reference on the connection state (freed at zero). */
+void amqp_conn_ref(struct amqp_conn *ac);
+void amqp_conn_unref(struct amqp_conn *ac);
+/* Whether the TCP connection is still there and not failed. */
+bool amqp_conn_live(const struct amqp_conn *ac);
+/* A synchronous op started / finished: input pauses while any is in flight. */
+void amqp_conn_wait_begin(struct amqp_conn *ac);
+void amqp_conn_wait_end(struct amqp_conn *ac);
+/* The open channel number n whose serial is serial, or NULL. */
+struct amqp_channel *amqp_conn_channel(struct amqp_conn *ac, uint16_t n, uint32_t serial);
+
+/*
+ * Queues a method frame on channel. Returns 0, or an encoding/output error
+ * (then the connection is being closed).
+ */
+int amqp_send_method(struct amqp_conn *ac, uint16_t channel, const struct amqp_method_desc *d,
+		     const void *args);
+/* Queues encoded frames (moved: freed once sent, also on error). Returns 0 or an error. */
+int amqp_send_owned(struct amqp_conn *ac, uint8_t *buf, size_t len);
+/*
+ * Fails the connection: logs, sends connection.close with code (a hard
+ * error), "NAME - text" and the offending method id (0 if none), and waits
+ * for close-ok (bounded). Every channel is released.
+ */
+void amqp_conn_error(struct amqp_conn *ac, uint16_t code, uint32_t method_id, const char *fmt,
+		     ...) __attribute__((format(printf, 4, 5)));
+/* Longest reply-text (a shortstr). */
+#define AMQP_REPLY_TEXT_MAX 255
+/* Formats "NAME - text" (RabbitMQ's style) into out, at most AMQP_REPLY_TEXT_MAX bytes. */
+void amqp_reply_text(char *out, size_t n, uint16_t code, const char *fmt, va_list ap);
+/* Whether a connection error is in progress (handlers stop). */
+bool amqp_conn_failed(const struct amqp_conn *ac);
+
+/* ---- amqp_channel.c ---- */
+
+/* Opens channel number (channel.open); returns it or NULL (out of memory). */
+struct amqp_channel *amqp_channel_new(struct amqp_conn *ac, uint16_t number);
+/* Releases a channel's broker state and frees it (connection closing). */
+void amqp_channel_free(struct amqp_channel *ch);
+/* Handles a method on an open or closing channel (channel.open excepted). */
+void amqp_channel_method(struct amqp_channel *ch, const struct amqp_method *m);
+/* Handles a content header or body frame on an open or closing channel. */
+void amqp_channel_content(struct amqp_channel *ch, const struct amqp_frame *f);
+/*
+ * Fails the channel: sends channel.close with code (a soft error), "NAME -
+ * text" and the offending method id; releases its broker state; frames on it
+ * are discarded until close-ok.
+ */
+void amqp_channel_error(struct amqp_channel *ch, uint16_t code, uint32_t method_id,
+			const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Queues a method frame on the channel (amqp_send_method). */
+int amqp_channel_send(struct amqp_channel *ch, const struct amqp_method_desc *d, const void *args);
+/*
+ * Starts an op for method on ch (a connection reference taken; waits: input
+ * pauses until amqp_op_free). Returns NULL when out of memory (a connection
+ * error was raised).
+ */
+struct amqp_op *amqp_op_new(struct amqp_channel *ch, uint32_t method, bool waits);
+/* The op's channel if it is still open, else NULL. */
+struct amqp_channel *amqp_op_channel(struct amqp_op *op);
+/* Ends an op: releases its queue and connection references, resumes input. */
+void amqp_op_free(struct amqp_op *op);
+
+/* ---- amqp_exchange.c: exchange.* (class 40) ---- */
+
+/* The reader of AMQP field tables the exchange table uses (headers exchanges). */
+extern const struct exchange_table_ops amqp_exchange_table_ops;
+void amqp_exchange_declare(struct amqp_channel *ch, const struct amqp_exchange_declare *m);
+void amqp_exchange_delete(struct amqp_channel *ch, const struct amqp_exchange_delete *m);
+void amqp_exchange_bind(struct amqp_channel *ch, const struct amqp_exchange_bind *m);
+void amqp_exchange_unbind(struct amqp_channel *ch, const struct amqp_exchange_unbind *m);
+/*
+ * Encodes an AMQP table as stored (u32 length + entries) into a malloc'd
+ * buffer (owned by the caller). Returns 0 or an error.
+ */
+int amqp_table_store(const struct amqp_table *t, struct slice *out);
+
+/* ---- amqp_queue.c: queue.* (class 50), exclusive queues ---- */
+
+void amqp_queue_declare(struct amqp_channel *ch, const struct amqp_queue_declare *m);
+void amqp_queue_bind(struct amqp_channel *ch, const struct amqp_queue_bind *m);
+void amqp_queue_unbind(struct amqp_channel *ch, const struct amqp_queue_unbind *m);
+void amqp_queue_purge(struct amqp_channel *ch, const struct amqp_queue_purge *m);
+void amqp_queue_delete(struct amqp_channel *ch, const struct amqp_queue_delete *m);
+/*
+ * Resolves a queue named by a method (the empty name is the channel's last
+ * declared queue) and takes a reference. On failure the channel or
+ * connection error is raised (404, 405, 530) and NULL returned.
+ */
+struct bqueue *amqp_queue_open(struct amqp_channel *ch, struct slice name, uint32_t method);
+/*
+ * Counts a new consumer of queue (basic.consume; exclusive: it must be the
+ * only one). Returns 0, or -ERR_EXISTS when an exclusive consumer holds the
+ * queue or an exclusive one is asked for a queue with consumers.
+ */
+int amqp_consumer_claim(struct amqp_server *s, const char *queue, bool exclusive);
+/* A consumer of queue is gone. */
+void amqp_consumer_release(struct amqp_server *s, const char *queue);
+/* Deletes the exclusive queues a closing connection owns (AMQP 0-9-1 queue.declare). */
+void amqp_exclusive_drop_owner(struct amqp_conn *ac);
+/* Removes a deleted queue's bindings and exclusive entry (after any deletion). */
+void amqp_queue_forget(struct amqp_server *s, const char *name);
+
+/* ---- amqp_basic.c: basic.* (class 60) except publish, and confirm.select ---- */
+
+void amqp_basic_qos(struct amqp_channel *ch, const struct amqp_basic_qos *m);
+void amqp_basic_consume(struct amqp_channel *ch, const struct amqp_basic_consume *m);
+void amqp_basic_cancel(struct amqp_channel *ch, const struct amqp_basic_cancel *m);
+void amqp_basic_get(struct amqp_channel *ch, const struct amqp_basic_get *m);
+void amqp_basic_ack(struct amqp_channel *ch, const struct amqp_basic_ack *m);
+void amqp_basic_nack(struct amqp_channel *ch, const struct amqp_basic_nack *m);
+void amqp_basic_reject(struct amqp_channel *ch, const struct amqp_basic_reject *m);
+void amqp_basic_recover(struct amqp_channel *ch, bool requeue, bool async);
+void amqp_confirm_select(struct amqp_channel *ch, const struct amqp_confirm_select *m);
+/* The channel is going away: requeue its unacked deliveries, cancel its consumers. */
+void amqp_basic_release(struct amqp_channel *ch);
+/*
+ * Queues one message (basic.deliver / basic.get-ok / basic.return method
+ * frame args of d, then its content) from a stored batch. Returns 0 or an
+ * error (the connection is then being closed).
+ */
+int amqp_send_message(struct amqp_channel *ch, const struct amqp_method_desc *d,
+		      const void *args, const struct amqp_message *msg);
+
+/* ---- amqp_publish.c: basic.publish and its content, confirms ---- */
+
+void amqp_publish_start(struct amqp_channel *ch, const struct amqp_basic_publish *m);
+/* A content header or body frame for the publish in progress. */
+void amqp_publish_content(struct amqp_channel *ch, const struct amqp_frame *f);
+/* Drops a publish in progress (channel closing). */
+void amqp_publish_reset(struct amqp_channel *ch);
+
+#endif

@@ -1,0 +1,264 @@
+"""The queue class with pika: declare (server-named, passive, durable, exclusive,
+auto-delete, arguments), bind / unbind, purge, delete, exclusivity across
+connections, restart durability, length limits and TTL. Reply codes and texts
+are RabbitMQ 3.10's (checked side by side, see docs/amqp.md)."""
+
+import time
+
+import pika
+import pika.exceptions
+import pytest
+
+
+def closed_with(fn, code):
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+        fn()
+    assert e.value.reply_code == code, e.value.reply_text
+    return e.value.reply_text
+
+
+def wait_for(pred, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_server_named_queue(amqp_broker, pika_connect):
+    ch = pika_connect(amqp_broker).channel()
+    ok = ch.queue_declare("", exclusive=True).method
+    assert ok.queue.startswith("amq.gen-") and len(ok.queue) == 30
+    assert (ok.message_count, ok.consumer_count) == (0, 0)
+    other = ch.queue_declare("", exclusive=True).method.queue
+    assert other != ok.queue
+
+
+def test_declare_passive_and_equivalence(amqp_broker, pika_connect):
+    conn = pika_connect(amqp_broker)
+    ch = conn.channel()
+    text = closed_with(lambda: ch.queue_declare("nq", passive=True), 404)
+    assert text == "NOT_FOUND - no queue 'nq' in vhost '/'"
+    ch = conn.channel()
+    text = closed_with(lambda: ch.queue_declare("amq.q"), 403)
+    assert "queue name 'amq.q' contains reserved prefix 'amq.*'" in text
+    ch = conn.channel()
+    ch.queue_declare("q1", durable=True)
+    ch.basic_publish("", "q1", b"one")
+    ok = ch.queue_declare("q1", durable=True).method
+    assert ok.message_count == 1
+    text = closed_with(lambda: ch.queue_declare("q1", durable=False), 406)
+    assert text == ("PRECONDITION_FAILED - inequivalent arg 'durable' for queue 'q1' in vhost "
+                    "'/': received 'false' but current is 'true'")
+    ch = conn.channel()
+    text = closed_with(lambda: ch.queue_declare("q1", durable=True, auto_delete=True), 406)
+    assert "inequivalent arg 'auto_delete'" in text
+    ch = conn.channel()
+    closed_with(lambda: ch.queue_declare("q1", durable=True, exclusive=True), 405)
+    assert conn.is_open
+
+
+def test_queue_arguments_checked(amqp_broker, pika_connect):
+    conn = pika_connect(amqp_broker)
+    text = closed_with(lambda: conn.channel().queue_declare(
+        "a1", arguments={"x-max-length": "x"}), 406)
+    assert "invalid arg 'x-max-length' for queue 'a1'" in text and "got longstr" in text
+    text = closed_with(lambda: conn.channel().queue_declare(
+        "a1", arguments={"x-message-ttl": -1}), 406)
+    assert "{value_negative,-1}" in text
+    text = closed_with(lambda: conn.channel().queue_declare(
+        "a1", arguments={"x-overflow": "nope"}), 406)
+    assert "invalid_overflow" in text
+    conn.channel().queue_declare("a1", arguments={"x-queue-type": "classic",
+                                                  "x-queue-mode": "lazy", "other": 1})
+
+
+def test_unsupported_argument_is_540(amqp_broker, pika_connect):
+    conn = pika_connect(amqp_broker)
+    with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as e:
+        conn.channel().queue_declare("dl", arguments={"x-dead-letter-exchange": "dlx"})
+    assert e.value.reply_code == 540
+    assert "x-dead-letter-exchange" in e.value.reply_text
+
+
+def test_exclusive_queue_locked_and_deleted_with_owner(amqp_broker, pika_connect):
+    owner = pika_connect(amqp_broker)
+    och = owner.channel()
+    och.queue_declare("mine", exclusive=True)
+    och.queue_bind("mine", "amq.direct", "mine-key")
+    other = pika_connect(amqp_broker)
+    ops = [
+        lambda c: c.queue_declare("mine", exclusive=True),
+        lambda c: c.queue_declare("mine", passive=True),
+        lambda c: c.queue_bind("mine", "amq.direct", "k"),
+        lambda c: c.basic_consume("mine", lambda *a: None),
+        lambda c: c.basic_get("mine"),
+        lambda c: c.queue_purge("mine"),
+        lambda c: c.queue_delete("mine"),
+    ]
+    for op in ops:
+        ch = other.channel()
+        text = closed_with(lambda: op(ch), 405)
+        assert "cannot obtain exclusive access to locked queue 'mine'" in text
+    och.basic_publish("", "mine", b"x")  # the owner uses it freely
+    assert och.basic_get("mine", auto_ack=True)[2] == b"x"
+    owner.close()
+
+    def gone():
+        ch = other.channel()
+        try:
+            ch.queue_declare("mine", passive=True)
+            ch.close()
+            return False
+        except pika.exceptions.ChannelClosedByBroker as e:
+            return e.reply_code == 404
+    assert wait_for(gone)
+    # Its binding went with it: a new queue of the same name is not bound.
+    ch = other.channel()
+    ch.queue_declare("mine")
+    ch.basic_publish("amq.direct", "mine-key", b"stale?")
+    assert ch.basic_get("mine", auto_ack=True)[0] is None
+
+
+def test_bind_unbind(amqp_broker, pika_connect):
+    conn = pika_connect(amqp_broker)
+    ch = conn.channel()
+    ch.queue_declare("bq")
+    ch.exchange_declare("bx", "direct")
+    ch.queue_bind("bq", "bx", "k1")
+    ch.queue_bind("bq", "bx", "k1")  # again: one binding
+    ch.basic_publish("bx", "k1", b"m")
+    assert ch.queue_declare("bq", passive=True).method.message_count == 1
+    ch.queue_unbind("bq", "bx", "k1")
+    ch.queue_unbind("bq", "bx", "k1")        # idempotent, as RabbitMQ
+    ch.queue_unbind("nosuch", "nosuchx", "k")  # idempotent even when missing
+    ch.basic_publish("bx", "k1", b"m")
+    assert ch.queue_declare("bq", passive=True).method.message_count == 1
+    text = closed_with(lambda: ch.queue_bind("nq", "bx", "k"), 404)
+    assert text == "NOT_FOUND - no queue 'nq' in vhost '/'"
+    ch = conn.channel()
+    text = closed_with(lambda: ch.queue_bind("bq", "nx", "k"), 404)
+    assert text == "NOT_FOUND - no exchange 'nx' in vhost '/'"
+    ch = conn.channel()
+    closed_with(lambda: ch.queue_bind("bq", "", "k"), 403)
+    ch = conn.channel()
+    text = closed_with(lambda: ch.queue_bind("", "bx", "k"), 404)
+    assert text == "NOT_FOUND - no previously declared queue"
+    ch = conn.channel()
+    ch.queue_declare("cur")
+    ch.queue_bind("", "bx")  # the channel's last queue, with its name as key
+    ch.basic_publish("bx", "cur", b"to-current")
+    assert ch.basic_get("cur", auto_ack=True)[2] == b"to-current"
+
+
+def test_purge_and_delete(amqp_broker, pika_connect):
+    conn = pika_connect(amqp_broker)
+    ch = conn.channel()
+    ch.queue_declare("pd")
+    for i in range(7):
+        ch.basic_publish("", "pd", b"%d" % i)
+    m = ch.basic_get("pd")  # one unacked: not purged
+    assert ch.queue_purge("pd").method.message_count == 6
+    ch.basic_nack(m[0].delivery_tag, requeue=True)
+    text = closed_with(lambda: ch.queue_delete("pd", if_empty=True), 406)
+    assert text == "PRECONDITION_FAILED - queue 'pd' in vhost '/' not empty"
+    ch = conn.channel()
+    ch.basic_consume("pd", lambda *a: None)
+    text = closed_with(lambda: conn.channel().queue_delete("pd", if_unused=True), 406)
+    assert text == "PRECONDITION_FAILED - queue 'pd' in vhost '/' in use"
+    ch.close()
+    ch = conn.channel()
+    assert ch.queue_delete("nosuch").method.message_count == 0
+    ch.queue_declare("pd2")
+    ch.queue_bind("pd2", "amq.fanout")
+    ch.basic_publish("", "pd2", b"a")
+    ch.basic_publish("", "pd2", b"b")
+    assert ch.queue_delete("pd2").method.message_count == 2
+    closed_with(lambda: ch.queue_declare("pd2", passive=True), 404)
+    ch = conn.channel()
+    ch.queue_declare("pd2")  # the fanout binding went with the old queue
+    ch.basic_publish("amq.fanout", "", b"c")
+    assert ch.queue_declare("pd2", passive=True).method.message_count == 0
+
+
+def test_auto_delete_queue(amqp_broker, pika_connect):
+    conn = pika_connect(amqp_broker)
+    ch = conn.channel()
+    ch.queue_declare("ad", auto_delete=True)
+    ch.queue_bind("ad", "amq.topic", "ad.#")
+    tag = ch.basic_consume("ad", lambda *a: None)
+    ch.basic_cancel(tag)
+    ch2 = conn.channel()
+    assert wait_for(lambda: _missing(conn, "ad"))
+    ch2.queue_declare("ad")
+    ch2.basic_publish("amq.topic", "ad.x", b"m")
+    assert ch2.queue_declare("ad", passive=True).method.message_count == 0
+
+
+def _missing(conn, name):
+    ch = conn.channel()
+    try:
+        ch.queue_declare(name, passive=True)
+        ch.close()
+        return False
+    except pika.exceptions.ChannelClosedByBroker:
+        return True
+
+
+def test_max_length_drop_head(amqp_broker, pika_connect):
+    ch = pika_connect(amqp_broker).channel()
+    ch.queue_declare("ml", arguments={"x-max-length": 3})
+    for i in range(10):
+        ch.basic_publish("", "ml", b"%d" % i)
+    assert ch.queue_declare("ml", passive=True).method.message_count == 3
+    bodies = [ch.basic_get("ml", auto_ack=True)[2] for _ in range(3)]
+    assert bodies == [b"7", b"8", b"9"]
+
+
+def test_max_length_reject_publish_nacks(amqp_broker, pika_connect):
+    ch = pika_connect(amqp_broker).channel()
+    ch.queue_declare("flash", arguments={"x-max-length": 5, "x-overflow": "reject-publish"})
+    ch.confirm_delivery()
+    accepted = rejected = 0
+    for i in range(8):
+        try:
+            ch.basic_publish("", "flash", b"%d" % i)
+            accepted += 1
+        except pika.exceptions.NackError:
+            rejected += 1
+    assert (accepted, rejected) == (5, 3)
+    assert ch.queue_declare("flash", passive=True).method.message_count == 5
+
+
+def test_message_ttl(amqp_broker, pika_connect):
+    ch = pika_connect(amqp_broker).channel()
+    ch.queue_declare("ttl", arguments={"x-message-ttl": 200})
+    ch.basic_publish("", "ttl", b"short-lived")
+    time.sleep(0.5)
+    assert ch.basic_get("ttl", auto_ack=True)[0] is None
+
+
+def test_durable_queue_survives_restart(amqp_factory, pika_connect):
+    broker = amqp_factory().start()
+    conn = pika_connect(broker)
+    ch = conn.channel()
+    ch.exchange_declare("orders", "topic", durable=True)
+    ch.queue_declare("dq", durable=True)
+    ch.queue_bind("dq", "orders", "eu.#")
+    ch.queue_declare("tq", durable=False)
+    ch.confirm_delivery()
+    for i in range(5):
+        ch.basic_publish("orders", "eu.new", b"p%d" % i,
+                         pika.BasicProperties(delivery_mode=2, message_id=str(i)))
+    conn.close()
+    broker.restart()
+    ch = pika_connect(broker).channel()
+    assert ch.queue_declare("dq", durable=True).method.message_count == 5
+    closed_with(lambda: ch.queue_declare("tq", passive=True), 404)
+    ch = pika_connect(broker).channel()
+    m = ch.basic_get("dq", auto_ack=True)
+    assert m[2] == b"p0" and m[1].message_id == "0" and m[1].delivery_mode == 2
+    assert m[0].exchange == "orders" and m[0].routing_key == "eu.new"
+    ch.basic_publish("orders", "eu.again", b"after")  # the binding is back
+    assert ch.queue_declare("dq", passive=True).method.message_count == 5
