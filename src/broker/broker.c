@@ -34,16 +34,6 @@ static const char *const topic_config_keys[] = {
 };
 #define N_TOPIC_CONFIG_KEYS (sizeof topic_config_keys / sizeof topic_config_keys[0])
 
-static uint64_t hash_name(const char *s, size_t len)
-{
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
-	for (size_t i = 0; i < len; i++) {
-		h ^= (uint8_t)s[i];
-		h *= 1099511628211ull;
-	}
-	return h;
-}
-
 /* Kafka's topic name rule: 1..249 of [a-zA-Z0-9._-], not "." or "..". */
 static int topic_name_check(struct slice name)
 {
@@ -273,7 +263,7 @@ static int topic_grow(struct topic *t, int32_t to)
 /* Finds a topic in the table (lock held). */
 static struct topic *table_find(struct broker *b, const char *name, size_t len)
 {
-	struct topic *t = b->buckets[hash_name(name, len) % b->n_buckets];
+	struct topic *t = b->buckets[broker_hash(name, len) % b->n_buckets];
 	for (; t; t = t->hash_next)
 		if (strlen(t->name) == len && memcmp(t->name, name, len) == 0)
 			return t;
@@ -282,7 +272,7 @@ static struct topic *table_find(struct broker *b, const char *name, size_t len)
 
 static void table_insert(struct broker *b, struct topic *t)
 {
-	size_t i = hash_name(t->name, strlen(t->name)) % b->n_buckets;
+	size_t i = broker_hash(t->name, strlen(t->name)) % b->n_buckets;
 	t->hash_next = b->buckets[i];
 	b->buckets[i] = t;
 	b->n_topics++;
@@ -290,7 +280,7 @@ static void table_insert(struct broker *b, struct topic *t)
 
 static void table_remove(struct broker *b, struct topic *t)
 {
-	struct topic **pp = &b->buckets[hash_name(t->name, strlen(t->name)) % b->n_buckets];
+	struct topic **pp = &b->buckets[broker_hash(t->name, strlen(t->name)) % b->n_buckets];
 	for (; *pp; pp = &(*pp)->hash_next) {
 		if (*pp == t) {
 			*pp = t->hash_next;

@@ -103,6 +103,18 @@ struct broker {
 	char topics_dir[4200];
 };
 
+/* FNV-1a over len bytes: spreads names over buckets and loops. */
+static inline uint64_t broker_hash(const void *p, size_t len)
+{
+	const uint8_t *b = p;
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < len; i++) {
+		h ^= b[i];
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
 /* Opens partition i of t (log under topics_dir), owner chosen by hash. */
 int partition_open(struct topic *t, int32_t i, struct partition **out);
 /* Posts the deletion of p's log to its owner (holds a topic reference meanwhile). */

@@ -110,11 +110,7 @@ uint32_t bqueue_consumer_count(const struct bqueue *q)
 
 static struct loop *owner_for(struct broker *b, const char *name)
 {
-	uint64_t h = 1469598103934665603ull;
-	for (const char *s = name; *s; s++) {
-		h ^= (uint8_t)*s;
-		h *= 1099511628211ull;
-	}
+	uint64_t h = broker_hash(name, strlen(name));
 	return loop_group_get(b->loops, (int)(h % (uint64_t)loop_group_size(b->loops)));
 }
 

@@ -23,11 +23,7 @@
 static struct loop *owner_for(struct topic *t, int32_t i)
 {
 	struct loop_group *g = t->broker->loops;
-	uint64_t h = 1469598103934665603ull;
-	for (const char *s = t->name; *s; s++) {
-		h ^= (uint8_t)*s;
-		h *= 1099511628211ull;
-	}
+	uint64_t h = broker_hash(t->name, strlen(t->name));
 	h += (uint64_t)i * 0x9E3779B97F4A7C15ull;
 	h ^= h >> 29;
 	return loop_group_get(g, (int)(h % (uint64_t)loop_group_size(g)));
