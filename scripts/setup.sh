@@ -23,3 +23,4 @@ fi
 # Real clients the integration tests drive.
 "$(dirname "$0")/setup-kafka-clients.sh"
 "$(dirname "$0")/setup-rsyslog.sh"
+"$(dirname "$0")/setup-amqp-clients.sh"
