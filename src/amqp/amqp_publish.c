@@ -163,6 +163,23 @@ static void publish_finish(struct amqp_channel *ch)
 			send_confirm(ch, seq, true);
 		goto out;
 	}
+	/* Per-message TTL (RabbitMQ): expiration is a decimal string of milliseconds. */
+	int64_t ttl_ms = -1;
+	if (props->flags & AMQP_BASIC_FLAG_EXPIRATION) {
+		const struct slice e = props->expiration;
+		bool ok = e.len > 0 && e.len <= 15;
+		ttl_ms = 0;
+		for (size_t k = 0; ok && k < e.len; k++) {
+			ok = e.data[k] >= '0' && e.data[k] <= '9';
+			ttl_ms = ttl_ms * 10 + (e.data[k] - '0');
+		}
+		if (!ok) {
+			amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, id,
+					   "PRECONDITION_FAILED - invalid expiration '%.*s'", (int)e.len,
+					   (const char *)e.data);
+			goto out;
+		}
+	}
 	uint8_t *batch;
 	size_t len;
 	rc = amqp_message_encode(&m, clock_now_ms(), &batch, &len);
@@ -193,8 +210,8 @@ static void publish_finish(struct amqp_channel *ch)
 			}
 			memcpy(copy, batch, len);
 		}
-		rc = bqueue_publish(qs[i], copy, len, persistent, ch->ac->loop, op ? publish_done : NULL,
-				    op);
+		rc = bqueue_publish(qs[i], copy, len, persistent, ttl_ms, ch->ac->loop,
+				    op ? publish_done : NULL, op);
 		if (rc && op) { /* the batch was freed by bqueue_publish */
 			op->nack = true;
 			op->pending--;

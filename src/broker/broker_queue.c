@@ -325,6 +325,7 @@ struct op {
 	uint8_t *batch;
 	size_t len;
 	bool persistent;
+	int64_t ttl_ms;
 	/* consume / cancel / settle */
 	struct consumer *consumer;
 	uint64_t id;
@@ -400,7 +401,10 @@ static void publish_on_owner(void *p)
 	int64_t now = clock_now_ms();
 	int64_t off = -1;
 	struct flusher_file *file = NULL;
-	int64_t expires = q->message_ttl >= 0 ? now + q->message_ttl : -1;
+	int64_t ttl = q->message_ttl;
+	if (op->ttl_ms >= 0 && (ttl < 0 || op->ttl_ms < ttl))
+		ttl = op->ttl_ms;
+	int64_t expires = ttl >= 0 ? now + ttl : -1;
 	int rc = queue_publish(q->q, op->batch, op->len, expires, now, &off, &file, NULL, NULL);
 	free(op->batch);
 	op->batch = NULL;
@@ -417,7 +421,7 @@ static void publish_on_owner(void *p)
 	op_finish(op);
 }
 
-int bqueue_publish(struct bqueue *q, uint8_t *batch, size_t len, bool persistent,
+int bqueue_publish(struct bqueue *q, uint8_t *batch, size_t len, bool persistent, int64_t ttl_ms,
 		   struct loop *reply, bqueue_done_fn done, void *arg)
 {
 	struct op *op = op_new(q, reply, done, arg);
@@ -428,6 +432,7 @@ int bqueue_publish(struct bqueue *q, uint8_t *batch, size_t len, bool persistent
 	op->batch = batch;
 	op->len = len;
 	op->persistent = persistent;
+	op->ttl_ms = ttl_ms;
 	return op_post(op, publish_on_owner);
 }
 

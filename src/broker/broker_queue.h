@@ -83,10 +83,12 @@ int bqueue_purge(struct bqueue *q, struct loop *reply, bqueue_done_fn done, void
 /*
  * Publishes one message: len bytes of one record batch (moved). persistent:
  * in a durable queue, done runs after the data is durable per log.flush.
- * done(arg, status, offset) runs on reply (may be NULL). Status 1: refused
- * by x-overflow reject-publish.
+ * ttl_ms: the message's own time to live (AMQP expiration), -1 for none; the
+ * queue's x-message-ttl applies too, the shorter wins. done(arg, status,
+ * offset) runs on reply (may be NULL). Status 1: refused by x-overflow
+ * reject-publish.
  */
-int bqueue_publish(struct bqueue *q, uint8_t *batch, size_t len, bool persistent,
+int bqueue_publish(struct bqueue *q, uint8_t *batch, size_t len, bool persistent, int64_t ttl_ms,
 		   struct loop *reply, bqueue_done_fn done, void *arg);
 
 /* A delivery to a consumer or a get: msg->data is owned by the callee. */

@@ -165,7 +165,7 @@ static void publish_n(struct bqueue *q, int n)
 	for (int i = 0; i < n; i++) {
 		size_t len;
 		uint8_t *b = message(i, &len);
-		assert_int_equal(bqueue_publish(q, b, len, true, reply, confirmed, NULL), 0);
+		assert_int_equal(bqueue_publish(q, b, len, true, -1, reply, confirmed, NULL), 0);
 	}
 }
 
