@@ -10,8 +10,12 @@
  *
  * Lookups by offset are binary searches (offsets increase along the ring).
  * `hint` is the ring index before which no entry is ready, so finding the next
- * ready message skips only entries still unacked. Message bytes stay on disk
- * and are read back (one pread) when delivered; entries cost 32 bytes each.
+ * ready message skips only entries still unacked. Entries cost 40 bytes each.
+ * Message bytes are on disk; a newly published message also keeps a copy in
+ * memory while the queue's cache holds less than QUEUE_CACHE_MAX bytes, so a
+ * consumer that keeps up is served without reading the file back. A delivered
+ * message hands its copy to the consumer; requeued or older ones are read back
+ * (one pread).
  */
 #include "broker/queue.h"
 
@@ -33,8 +37,12 @@
 
 enum entry_state { E_READY, E_UNACKED, E_ACKED, E_DEAD };
 
+/* Bytes of message copies one queue keeps in memory (see above). */
+#define QUEUE_CACHE_MAX (8u << 20)
+
 struct entry {
 	int64_t offset;
+	uint8_t *cached;    /* owned copy of the stored batch while in the cache, else NULL */
 	int64_t expires_at; /* wall-clock ms, -1 never */
 	uint32_t size;
 	uint32_t deliveries;
@@ -51,6 +59,7 @@ struct queue {
 	size_t hint;                   /* relative index: no ready entry before it */
 	uint64_t n_ready, ready_bytes, n_unacked;
 	int64_t mark;                  /* persisted delivery mark */
+	size_t cache_bytes;            /* bytes held by entries' cached copies */
 	int64_t acks_since_rewrite;
 	struct queue_limits lim;
 };
@@ -58,6 +67,16 @@ struct queue {
 static struct entry *at(const struct queue *q, size_t i)
 {
 	return &q->ring[(q->head + i) % q->cap];
+}
+
+/* Frees an entry's cached copy, if any. */
+static void uncache(struct queue *q, struct entry *e)
+{
+	if (!e->cached)
+		return;
+	free(e->cached);
+	e->cached = NULL;
+	q->cache_bytes -= e->size;
 }
 
 static int ring_push(struct queue *q, struct entry e)
@@ -280,6 +299,8 @@ void queue_close(struct queue *q)
 		if (rc)
 			diag_error("queue", "closing %s: %s", q->dir, err_str(rc));
 	}
+	for (size_t i = 0; q->ring && i < q->count; i++)
+		uncache(q, at(q, i));
 	free(q->ring);
 	free(q);
 }
@@ -308,6 +329,17 @@ void queue_set_limits(struct queue *q, const struct queue_limits *lim)
 /* Reads the stored batch of entry e into msg (owned data). */
 static int load(struct queue *q, struct entry *e, struct queue_msg *msg)
 {
+	if (e->cached) {
+		/* The copy moves to the receiver. */
+		msg->offset = e->offset;
+		msg->data = e->cached;
+		msg->len = e->size;
+		msg->redelivered = e->deliveries > 0;
+		msg->delivery_count = e->deliveries;
+		e->cached = NULL;
+		q->cache_bytes -= e->size;
+		return 0;
+	}
 	struct writer w;
 	writer_init(&w, (size_t)e->size + 64);
 	struct log_read_result rr;
@@ -334,6 +366,7 @@ static void kill_entry(struct queue *q, struct entry *e,
 		if (load(q, e, &m) == 0)
 			cb(arg, &m);
 	}
+	uncache(q, e);
 	e->state = E_DEAD;
 	q->n_ready--;
 	q->ready_bytes -= e->size;
@@ -368,9 +401,18 @@ int queue_publish(struct queue *q, uint8_t *batch, size_t len, int64_t expires_a
 		return rc;
 	struct entry e = { .offset = r.base_offset, .expires_at = expires_at, .size = (uint32_t)len,
 			   .state = E_READY };
+	if (q->cache_bytes + len <= QUEUE_CACHE_MAX && (e.cached = malloc(len)) != NULL) {
+		memcpy(e.cached, batch, len); /* with its offset already rewritten */
+		q->cache_bytes += len;
+	}
 	rc = ring_push(q, e);
-	if (rc)
+	if (rc) {
+		if (e.cached) {
+			free(e.cached);
+			q->cache_bytes -= len;
+		}
 		return rc;
+	}
 	q->n_ready++;
 	q->ready_bytes += len;
 	*offset = r.base_offset;
