@@ -4,7 +4,7 @@
  * Each loop owns a Vyukov intrusive MPSC queue:
  *
  *   producers: m->next = NULL; prev = xchg(head, m); prev->next = m;
- *   consumer:  walks from tail following next pointers; a permanent stub node
+ *   consumer:  walks from tail following next pointers; a permanent sentinel node
  *              lets the queue be empty without head or tail becoming NULL.
  *
  * Between a producer's exchange and its store the list is briefly broken; the
@@ -46,7 +46,7 @@ struct loop {
 	atomic_int closed;   /* set once by the stop message: posts now fail */
 	/* Loop thread only (or before the thread starts / after it is joined). */
 	struct loop_msg *tail;
-	struct loop_msg stub;
+	struct loop_msg sentinel;
 	uv_loop_t uv;
 	uv_async_t async;
 	struct loop_member members; /* sentinel of a circular list */
@@ -76,7 +76,7 @@ static struct loop_msg *queue_pop(struct loop *loop)
 {
 	struct loop_msg *tail = loop->tail;
 	struct loop_msg *next = atomic_load_explicit(&tail->next, memory_order_acquire);
-	if (tail == &loop->stub) {
+	if (tail == &loop->sentinel) {
 		if (next == NULL)
 			return NULL;
 		loop->tail = next;
@@ -90,8 +90,8 @@ static struct loop_msg *queue_pop(struct loop *loop)
 	struct loop_msg *head = atomic_load_explicit(&loop->head, memory_order_acquire);
 	if (tail != head)
 		return NULL; /* its poster has not linked it yet; its send wakes us */
-	/* tail is the last real node: put the stub behind it so it can be taken. */
-	queue_push(loop, &loop->stub);
+	/* tail is the last real node: put the sentinel behind it so it can be taken. */
+	queue_push(loop, &loop->sentinel);
 	next = atomic_load_explicit(&tail->next, memory_order_acquire);
 	if (next != NULL) {
 		loop->tail = next;
@@ -192,11 +192,11 @@ static struct loop *loop_new(struct loop_group *g, int index)
 		return NULL;
 	loop->group = g;
 	loop->index = index;
-	atomic_init(&loop->stub.next, NULL);
-	atomic_init(&loop->head, &loop->stub);
+	atomic_init(&loop->sentinel.next, NULL);
+	atomic_init(&loop->head, &loop->sentinel);
 	atomic_init(&loop->posting, 0);
 	atomic_init(&loop->closed, 0);
-	loop->tail = &loop->stub;
+	loop->tail = &loop->sentinel;
 	loop->members.prev = loop->members.next = &loop->members;
 	if (uv_loop_init(&loop->uv) != 0) {
 		free(loop);
