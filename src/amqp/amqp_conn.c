@@ -817,6 +817,15 @@ int amqp_server_new(struct broker *b, struct loop_group *loops, struct amqp_serv
 	s->loops = loops;
 	pthread_mutex_init(&s->excl_lock, NULL);
 	int rc = exchange_table_open(b, &amqp_exchange_table_ops, &s->exchanges);
+	if (!rc) {
+		const struct bqueue_hooks hooks = { .parse_args = amqp_queue_args_load,
+						    .dead_letter = amqp_dead_letter,
+						    .deleted = amqp_queue_deleted,
+						    .ctx = s };
+		rc = bqueue_load_all(b, &hooks);
+		if (rc)
+			exchange_table_free(s->exchanges);
+	}
 	if (rc) {
 		pthread_mutex_destroy(&s->excl_lock);
 		free(s);
@@ -830,6 +839,7 @@ void amqp_server_free(struct amqp_server *s)
 {
 	if (!s)
 		return;
+	bqueue_hooks_clear(s->broker);
 	exchange_table_free(s->exchanges);
 	free(s->excl);
 	pthread_mutex_destroy(&s->excl_lock);

@@ -42,6 +42,7 @@
 
 #include "amqp/amqp_msg.h"
 #include "amqp/amqp_server.h"
+#include "broker/broker_queue.h"
 #include "broker/exchange.h"
 #include "core/writer.h"
 #include "net/conn.h"
@@ -346,6 +347,15 @@ void amqp_consumer_release(struct amqp_server *s, const char *queue);
 void amqp_exclusive_drop_owner(struct amqp_conn *ac);
 /* Removes a deleted queue's bindings and exclusive entry (after any deletion). */
 void amqp_queue_forget(struct amqp_server *s, const char *name);
+/* The broker deleted a queue by itself (bqueue_hooks.deleted): forget it. */
+void amqp_queue_deleted(void *ctx, const char *queue);
+/* Reads a durable queue's stored argument table (bqueue_hooks.parse_args). */
+int amqp_queue_args_load(struct slice stored, struct bqueue_args *a);
+
+/* ---- amqp_deadletter.c: x-dead-letter-exchange (bqueue_hooks.dead_letter) ---- */
+
+void amqp_dead_letter(void *ctx, const char *queue, const struct bqueue_args *args,
+		      enum bqueue_death why, struct queue_msg *msg);
 
 /* ---- amqp_basic.c: basic.* (class 60) except publish, and confirm.select ---- */
 

@@ -16,6 +16,7 @@
  */
 #include "amqp/amqp_int.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@
 #include "broker/broker_queue.h"
 #include "core/diag.h"
 #include "core/err.h"
+#include "core/reader.h"
 
 #define SL(s) (int)(s).len, (const char *)(s).data
 
@@ -126,6 +128,11 @@ void amqp_queue_forget(struct amqp_server *s, const char *name)
 			i++;
 	}
 	pthread_mutex_unlock(&s->excl_lock);
+}
+
+void amqp_queue_deleted(void *ctx, const char *queue)
+{
+	amqp_queue_forget(ctx, queue);
 }
 
 void amqp_exclusive_drop_owner(struct amqp_conn *ac)
@@ -243,25 +250,56 @@ static const char *type_name(enum amqp_field_type t)
 	}
 }
 
-/* Reads one non-negative integer queue argument; false after a 406. */
-static bool int_arg(struct amqp_channel *ch, struct slice qname, const char *key,
-		    const struct amqp_field_value *v, int64_t *out)
+/* Why queue arguments were refused: an AMQP reply code and RabbitMQ's text. */
+struct args_error {
+	uint16_t code;
+	char text[400];
+};
+
+static int args_fail(struct args_error *e, uint16_t code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int args_fail(struct args_error *e, uint16_t code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(e->text, sizeof e->text, fmt, ap);
+	va_end(ap);
+	e->code = code;
+	return -1;
+}
+
+/* Reads one non-negative integer queue argument. */
+static int int_arg(struct args_error *e, struct slice qname, const char *key,
+		   const struct amqp_field_value *v, int64_t *out)
 {
 	int64_t n;
-	if (amqp_field_int(v, &n)) {
-		amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, AMQP_QUEUE_DECLARE,
-				   "invalid arg '%s' for queue '%.*s' in vhost '/': \"expected integer,"
-				   " got %s\"", key, SL(qname), type_name(v->type));
-		return false;
-	}
-	if (n < 0) {
-		amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, AMQP_QUEUE_DECLARE,
-				   "invalid arg '%s' for queue '%.*s' in vhost '/': {value_negative,%lld}",
-				   key, SL(qname), (long long)n);
-		return false;
-	}
+	if (amqp_field_int(v, &n))
+		return args_fail(e, AMQP_PRECONDITION_FAILED,
+				 "invalid arg '%s' for queue '%.*s' in vhost '/': \"expected integer,"
+				 " got %s\"", key, SL(qname), type_name(v->type));
+	if (n < 0)
+		return args_fail(e, AMQP_PRECONDITION_FAILED,
+				 "invalid arg '%s' for queue '%.*s' in vhost '/': {value_negative,%lld}",
+				 key, SL(qname), (long long)n);
 	*out = n;
-	return true;
+	return 0;
+}
+
+/* Reads a string queue argument (a longstr) into out (a name, at most 255 bytes). */
+static int str_arg(struct args_error *e, struct slice qname, const char *key,
+		   const struct amqp_field_value *v, char out[BQUEUE_NAME_MAX + 1])
+{
+	if (v->type != AMQP_FIELD_LONGSTR)
+		return args_fail(e, AMQP_PRECONDITION_FAILED,
+				 "invalid arg '%s' for queue '%.*s' in vhost '/': {unacceptable_type,%s}",
+				 key, SL(qname), type_name(v->type));
+	if (v->v.str.len > BQUEUE_NAME_MAX || memchr(v->v.str.data, 0, v->v.str.len))
+		return args_fail(e, AMQP_PRECONDITION_FAILED,
+				 "invalid arg '%s' for queue '%.*s' in vhost '/': name too long or "
+				 "with a NUL byte", key, SL(qname));
+	memcpy(out, v->v.str.data, v->v.str.len);
+	out[v->v.str.len] = 0;
+	return 0;
 }
 
 static bool str_is(struct slice s, const char *str)
@@ -271,19 +309,19 @@ static bool str_is(struct slice s, const char *str)
 
 /* RabbitMQ arguments Sluice does not implement yet (docs/amqp.md). */
 static const char *const unsupported_args[] = {
-	"x-dead-letter-exchange", "x-dead-letter-routing-key", "x-expires", "x-max-priority",
-	"x-single-active-consumer", "x-queue-master-locator", "x-delivery-limit",
-	"x-max-in-memory-length", "x-max-in-memory-bytes",
+	"x-max-priority", "x-single-active-consumer", "x-queue-master-locator",
+	"x-delivery-limit", "x-max-in-memory-length", "x-max-in-memory-bytes",
 };
 
 /*
- * Turns queue.declare arguments into bqueue_args: x-message-ttl,
- * x-max-length, x-max-length-bytes, x-overflow, x-queue-type classic,
- * x-queue-mode (every queue pages to disk anyway). Unknown keys are ignored,
- * as RabbitMQ does. Returns false once an error was raised.
+ * Turns queue.declare arguments into bqueue_args: x-message-ttl, x-expires,
+ * x-max-length, x-max-length-bytes, x-overflow, x-dead-letter-exchange,
+ * x-dead-letter-routing-key, x-queue-type classic, x-queue-mode (every queue
+ * pages to disk anyway). Unknown keys are ignored, as RabbitMQ does. Returns
+ * 0, or -1 with the reply code and text in *e.
  */
-static bool parse_args(struct amqp_channel *ch, struct slice qname, const struct amqp_table *t,
-		       struct bqueue_args *a)
+static int args_parse(struct slice qname, const struct amqp_table *t, struct bqueue_args *a,
+		      struct args_error *e)
 {
 	struct amqp_table_iter it;
 	amqp_table_iter_init(&it, t);
@@ -293,22 +331,29 @@ static bool parse_args(struct amqp_channel *ch, struct slice qname, const struct
 	while ((rc = amqp_table_iter_next(&it, &key, &v)) == 1) {
 		char k[256];
 		snprintf(k, sizeof k, "%.*s", SL(key));
-		for (size_t i = 0; i < sizeof unsupported_args / sizeof unsupported_args[0]; i++) {
-			if (str_is(key, unsupported_args[i])) {
-				amqp_conn_error(ch->ac, AMQP_NOT_IMPLEMENTED, AMQP_QUEUE_DECLARE,
-						"queue argument '%s' is not supported yet", k);
-				return false;
-			}
-		}
+		for (size_t i = 0; i < sizeof unsupported_args / sizeof unsupported_args[0]; i++)
+			if (str_is(key, unsupported_args[i]))
+				return args_fail(e, AMQP_NOT_IMPLEMENTED,
+						 "queue argument '%s' is not supported yet", k);
+		int bad = 0;
 		if (str_is(key, "x-message-ttl")) {
-			if (!int_arg(ch, qname, k, &v, &a->message_ttl))
-				return false;
+			bad = int_arg(e, qname, k, &v, &a->message_ttl);
+		} else if (str_is(key, "x-expires")) {
+			bad = int_arg(e, qname, k, &v, &a->expires);
+			if (!bad && a->expires == 0)
+				return args_fail(e, AMQP_PRECONDITION_FAILED,
+						 "invalid arg '%s' for queue '%.*s' in vhost '/': "
+						 "{value_zero,0}", k, SL(qname));
 		} else if (str_is(key, "x-max-length")) {
-			if (!int_arg(ch, qname, k, &v, &a->limits.max_length))
-				return false;
+			bad = int_arg(e, qname, k, &v, &a->limits.max_length);
 		} else if (str_is(key, "x-max-length-bytes")) {
-			if (!int_arg(ch, qname, k, &v, &a->limits.max_length_bytes))
-				return false;
+			bad = int_arg(e, qname, k, &v, &a->limits.max_length_bytes);
+		} else if (str_is(key, "x-dead-letter-exchange")) {
+			bad = str_arg(e, qname, k, &v, a->dlx);
+			a->has_dlx = !bad;
+		} else if (str_is(key, "x-dead-letter-routing-key")) {
+			bad = str_arg(e, qname, k, &v, a->dlx_key);
+			a->has_dlx_key = !bad;
 		} else if (str_is(key, "x-overflow")) {
 			struct slice s = v.type == AMQP_FIELD_LONGSTR ? v.v.str : (struct slice){ 0 };
 			if (str_is(s, "drop-head"))
@@ -317,26 +362,97 @@ static bool parse_args(struct amqp_channel *ch, struct slice qname, const struct
 				a->limits.overflow = QUEUE_OVERFLOW_REJECT_PUBLISH;
 			else if (str_is(s, "reject-publish-dlx"))
 				a->limits.overflow = QUEUE_OVERFLOW_REJECT_PUBLISH_DLX;
-			else {
-				amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, AMQP_QUEUE_DECLARE,
-						   "invalid arg 'x-overflow' for queue '%.*s' in vhost "
-						   "'/': invalid_overflow", SL(qname));
-				return false;
-			}
+			else
+				return args_fail(e, AMQP_PRECONDITION_FAILED,
+						 "invalid arg 'x-overflow' for queue '%.*s' in vhost "
+						 "'/': invalid_overflow", SL(qname));
 		} else if (str_is(key, "x-queue-type")) {
-			if (v.type != AMQP_FIELD_LONGSTR || !str_is(v.v.str, "classic")) {
-				amqp_conn_error(ch->ac, AMQP_NOT_IMPLEMENTED, AMQP_QUEUE_DECLARE,
-						"only classic queues are supported (x-queue-type)");
-				return false;
-			}
+			if (v.type != AMQP_FIELD_LONGSTR || !str_is(v.v.str, "classic"))
+				return args_fail(e, AMQP_NOT_IMPLEMENTED,
+						 "only classic queues are supported (x-queue-type)");
 		}
+		if (bad)
+			return -1;
 	}
-	if (rc < 0) {
-		amqp_conn_error(ch->ac, AMQP_FRAME_ERROR, AMQP_QUEUE_DECLARE,
-				"cannot decode queue arguments");
-		return false;
+	if (a->has_dlx_key && !a->has_dlx)
+		return args_fail(e, AMQP_PRECONDITION_FAILED,
+				 "invalid arg 'x-dead-letter-routing-key' for queue '%.*s' in vhost "
+				 "'/': routing key set but no dead-letter exchange "
+				 "(x-dead-letter-exchange)", SL(qname));
+	if (rc < 0)
+		return args_fail(e, AMQP_FRAME_ERROR, "cannot decode queue arguments");
+	return 0;
+}
+
+/* args_parse for queue.declare: raises the error on the channel or connection. */
+static bool parse_args(struct amqp_channel *ch, struct slice qname, const struct amqp_table *t,
+		       struct bqueue_args *a)
+{
+	struct args_error e;
+	if (args_parse(qname, t, a, &e) == 0)
+		return true;
+	if (e.code == AMQP_PRECONDITION_FAILED)
+		amqp_channel_error(ch, e.code, AMQP_QUEUE_DECLARE, "%s", e.text);
+	else
+		amqp_conn_error(ch->ac, e.code, AMQP_QUEUE_DECLARE, "%s", e.text);
+	return false;
+}
+
+int amqp_queue_args_load(struct slice stored, struct bqueue_args *a)
+{
+	struct reader r;
+	reader_init(&r, stored.data, stored.len);
+	struct amqp_table t;
+	if (amqp_table_parse(&r, &t))
+		return -ERR_MALFORMED;
+	struct args_error e;
+	if (args_parse(amqp_slice_str(""), &t, a, &e)) {
+		diag_warn("amqp", "stored queue arguments refused: %s", e.text);
+		return -ERR_INVALID;
 	}
-	return true;
+	return 0;
+}
+
+/*
+ * The first argument in which a (as declared now) differs from the queue's
+ * cur, or NULL; the values as text in got / have.
+ */
+static const char *args_differ(const struct bqueue_args *a, const struct bqueue_args *cur,
+			       char *got, char *have, size_t n)
+{
+	const struct {
+		const char *name;
+		int64_t a, cur;
+	} ints[] = {
+		{ "x-message-ttl", a->message_ttl, cur->message_ttl },
+		{ "x-expires", a->expires, cur->expires },
+		{ "x-max-length", a->limits.max_length, cur->limits.max_length },
+		{ "x-max-length-bytes", a->limits.max_length_bytes, cur->limits.max_length_bytes },
+	};
+	for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+		if (ints[i].a == ints[i].cur)
+			continue;
+		snprintf(got, n, ints[i].a < 0 ? "none" : "%lld", (long long)ints[i].a);
+		snprintf(have, n, ints[i].cur < 0 ? "none" : "%lld", (long long)ints[i].cur);
+		return ints[i].name;
+	}
+	static const char *const overflow[] = { "drop-head", "reject-publish", "reject-publish-dlx" };
+	if (a->limits.overflow != cur->limits.overflow) {
+		snprintf(got, n, "%s", overflow[a->limits.overflow]);
+		snprintf(have, n, "%s", overflow[cur->limits.overflow]);
+		return "x-overflow";
+	}
+	if (a->has_dlx != cur->has_dlx || (a->has_dlx && strcmp(a->dlx, cur->dlx))) {
+		snprintf(got, n, "%s", a->has_dlx ? a->dlx : "none");
+		snprintf(have, n, "%s", cur->has_dlx ? cur->dlx : "none");
+		return "x-dead-letter-exchange";
+	}
+	if (a->has_dlx_key != cur->has_dlx_key || (a->has_dlx_key && strcmp(a->dlx_key, cur->dlx_key))) {
+		snprintf(got, n, "%s", a->has_dlx_key ? a->dlx_key : "none");
+		snprintf(have, n, "%s", cur->has_dlx_key ? cur->dlx_key : "none");
+		return "x-dead-letter-routing-key";
+	}
+	return NULL;
 }
 
 /* The owner loop ran everything posted before: the counts include them. */
@@ -420,14 +536,11 @@ void amqp_queue_declare(struct amqp_channel *ch, const struct amqp_queue_declare
 			return;
 		}
 	}
-	struct bqueue_args args = {
-		.durable = m->durable,
-		.exclusive = m->exclusive,
-		.auto_delete = m->auto_delete,
-		.limits = { .max_length = -1, .max_length_bytes = -1,
-			    .overflow = QUEUE_OVERFLOW_DROP_HEAD },
-		.message_ttl = -1,
-	};
+	struct bqueue_args args;
+	bqueue_args_init(&args);
+	args.durable = m->durable;
+	args.exclusive = m->exclusive;
+	args.auto_delete = m->auto_delete;
 	if (!parse_args(ch, name, &m->arguments, &args))
 		return;
 	int rc = amqp_table_store(&m->arguments, &args.arguments);
@@ -472,6 +585,20 @@ void amqp_queue_declare(struct amqp_channel *ch, const struct amqp_queue_declare
 		bqueue_release(q);
 		amqp_channel_error(ch, AMQP_RESOURCE_LOCKED, id, locked_text, SL(name));
 		return;
+	}
+	if (!created) {
+		/* RabbitMQ refuses a re-declaration with other arguments (406). */
+		struct bqueue_args cur;
+		bqueue_args_get(q, &cur);
+		char got[300], have[300];
+		const char *arg = args_differ(&args, &cur, got, have, sizeof got);
+		if (arg) {
+			bqueue_release(q);
+			amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, id,
+					   "inequivalent arg '%s' for queue '%.*s' in vhost '/': "
+					   "received '%s' but current is '%s'", arg, SL(name), got, have);
+			return;
+		}
 	}
 	set_current(ch, name);
 	declare_ok(ch, m->nowait, name, q);

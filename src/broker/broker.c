@@ -415,6 +415,11 @@ static void retention_tick(uv_timer_t *timer)
 	pthread_rwlock_unlock(&b->table_lock);
 }
 
+static void queue_tick(uv_timer_t *timer)
+{
+	bqueue_tick(timer->data, clock_now_ms());
+}
+
 struct timer_ctl {
 	struct broker *b;
 	int index;
@@ -425,13 +430,18 @@ static void timer_control(void *arg)
 {
 	struct timer_ctl *tc = arg;
 	uv_timer_t *timer = &tc->b->retention_timers[tc->index];
+	uv_timer_t *qtimer = &tc->b->queue_timers[tc->index];
 	if (tc->start) {
 		uv_timer_init(loop_uv(loop_current()), timer);
 		timer->data = tc->b;
 		uint64_t every = (uint64_t)tc->b->cfg.log_retention_check_interval_ms;
 		uv_timer_start(timer, retention_tick, every, every);
+		uv_timer_init(loop_uv(loop_current()), qtimer);
+		qtimer->data = tc->b;
+		uv_timer_start(qtimer, queue_tick, BQUEUE_TICK_MS, BQUEUE_TICK_MS);
 	} else {
 		uv_timer_stop(timer);
+		uv_timer_stop(qtimer);
 	}
 }
 
@@ -473,12 +483,14 @@ int broker_open(const struct config *cfg, struct loop_group *loops, struct broke
 		/* Non-durable queues do not outlive the process that declared them. */
 		snprintf(path, sizeof path, "%s/queues-transient", cfg->data_dir);
 		nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-		rc = bqueue_load_all(b);
+		/* Durable queues are opened by the AMQP front end (bqueue_load_all),
+		 * which knows how to read their stored arguments. */
 	}
 	if (!rc) {
 		b->n_timers = loop_group_size(loops);
 		b->retention_timers = calloc((size_t)b->n_timers, sizeof *b->retention_timers);
-		if (!b->retention_timers)
+		b->queue_timers = calloc((size_t)b->n_timers, sizeof *b->queue_timers);
+		if (!b->retention_timers || !b->queue_timers)
 			rc = -ERR_NOMEM;
 		for (int i = 0; !rc && i < b->n_timers; i++) {
 			struct timer_ctl tc = { b, i, true };
@@ -526,6 +538,7 @@ void broker_close(struct broker *b)
 	if (b->catalog)
 		catalog_close(b->catalog);
 	free(b->retention_timers);
+	free(b->queue_timers);
 	pthread_mutex_destroy(&b->catalog_lock);
 	pthread_rwlock_destroy(&b->table_lock);
 	pthread_rwlock_destroy(&b->queue_lock);

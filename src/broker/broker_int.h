@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 
 #include "broker/broker.h"
+#include "broker/broker_queue.h"
 #include "storage/log.h"
 
 struct catalog;
@@ -99,6 +100,8 @@ struct broker {
 	struct bqueue **queues;        /* each holds one reference */
 	size_t n_queues, cap_queues;
 	uv_timer_t *retention_timers;  /* one per loop; freed after the loops stop */
+	uv_timer_t *queue_timers;      /* one per loop: bqueue_tick */
+	struct bqueue_hooks qhooks;    /* set by the AMQP front end (bqueue_load_all) */
 	int n_timers;
 	char topics_dir[4200];
 };
@@ -123,8 +126,10 @@ void partition_delete_async(struct partition *p);
 void partition_free(struct partition *p);
 /* Applies retention to every partition owned by loop (owner thread). */
 void partition_retention_run(struct partition *p, int64_t now_ms);
-/* Opens every durable queue of the catalog (broker_queue.c). */
-int bqueue_load_all(struct broker *b);
+/* How often each loop expires messages and unused queues (bqueue_tick). */
+#define BQUEUE_TICK_MS 50
+/* Expires head messages and unused queues owned by the calling loop. */
+void bqueue_tick(struct broker *b, int64_t now_ms);
 /* Drops the table's queue references (after the loops stopped). */
 void bqueue_close_all(struct broker *b);
 /* Takes a topic reference. */

@@ -40,6 +40,9 @@ struct bqueue {
 	bool durable, exclusive, auto_delete;
 	int64_t message_ttl;
 	struct queue_limits limits;
+	struct bqueue_args args;      /* as declared (arguments.data NULL); immutable */
+	_Atomic int64_t last_used;    /* wall-clock ms of the last declare/consume/get */
+	int64_t next_expiry;          /* owner: when the head message expires, -1 none */
 	struct loop *owner;
 	struct queue *q;              /* owner thread only; NULL once deleted */
 	struct consumer *consumers;   /* owner thread only */
@@ -86,6 +89,24 @@ void bqueue_release(struct bqueue *q)
 		free(c);
 	}
 	free(q);
+}
+
+void bqueue_args_init(struct bqueue_args *a)
+{
+	memset(a, 0, sizeof *a);
+	a->limits = (struct queue_limits){ -1, -1, QUEUE_OVERFLOW_DROP_HEAD };
+	a->message_ttl = -1;
+	a->expires = -1;
+}
+
+void bqueue_args_get(const struct bqueue *q, struct bqueue_args *out)
+{
+	*out = q->args;
+}
+
+void bqueue_touch(struct bqueue *q)
+{
+	atomic_store_explicit(&q->last_used, clock_now_ms(), memory_order_relaxed);
 }
 
 const char *bqueue_name(const struct bqueue *q)
@@ -139,6 +160,10 @@ static int bq_open(struct broker *b, const char *name, const struct bqueue_args 
 	q->auto_delete = args->auto_delete;
 	q->message_ttl = args->message_ttl;
 	q->limits = args->limits;
+	q->args = *args;
+	q->args.arguments = (struct slice){ 0 };
+	q->next_expiry = -1;
+	atomic_init(&q->last_used, clock_now_ms());
 	q->owner = owner_for(b, name);
 	char parent[4300], dir[4400];
 	snprintf(parent, sizeof parent, "%s/%s", b->cfg.data_dir,
@@ -153,7 +178,7 @@ static int bq_open(struct broker *b, const char *name, const struct bqueue_args 
 	cfg.segment_bytes = 64 << 20; /* acked segments are freed whole: keep them small */
 	cfg.retention_ms = -1;
 	cfg.max_batch_bytes = b->cfg.message_max_bytes;
-	int rc = queue_open(dir, args->durable, &cfg, &q->q);
+	int rc = queue_open(dir, args->durable, &cfg, args->message_ttl, &q->q);
 	if (rc) {
 		free(q);
 		return rc;
@@ -196,6 +221,8 @@ int bqueue_declare(struct broker *b, struct slice name, const struct bqueue_args
 			rc = -ERR_INVALID;
 		else
 			*out = bq_ref(q);
+		if (!rc)
+			bqueue_touch(q);
 	} else if (passive) {
 		rc = -ERR_NOT_FOUND;
 	} else {
@@ -273,9 +300,40 @@ static void post_delivery(struct loop *reply, bqueue_deliver_fn fn, void *arg, s
 	}
 }
 
+/* Hands a message that died in q to the dead-letter hook, or frees it. Owner. */
+static void dead_letter(struct bqueue *q, enum bqueue_death why, struct queue_msg *m)
+{
+	const struct bqueue_hooks *h = &q->b->qhooks;
+	if (m->data && q->args.has_dlx && h->dead_letter)
+		h->dead_letter(h->ctx, q->name, &q->args, why, m);
+	else
+		free(m->data);
+	m->data = NULL;
+}
+
+static void on_expired(void *arg, struct queue_msg *m)
+{
+	dead_letter(arg, BQUEUE_DEATH_EXPIRED, m);
+}
+
+static void on_dropped(void *arg, struct queue_msg *m)
+{
+	dead_letter(arg, BQUEUE_DEATH_MAXLEN, m);
+}
+
+/* The callback that receives q's dead messages: NULL unless they go somewhere,
+ * so a queue without a dead-letter exchange never reads them back. */
+static void (*death_cb(struct bqueue *q, int which))(void *, struct queue_msg *)
+{
+	if (!q->args.has_dlx)
+		return NULL;
+	return which ? on_dropped : on_expired;
+}
+
 static void update_counts(struct bqueue *q)
 {
 	atomic_store(&q->ready, q->q ? queue_ready_count(q->q) : 0);
+	q->next_expiry = q->q ? queue_head_expiry(q->q) : -1;
 }
 
 /* Hands ready messages to consumers with credit, round robin. Owner thread. */
@@ -298,7 +356,7 @@ static void dispatch(struct bqueue *q)
 		if (!pick)
 			break;
 		struct queue_msg m;
-		int rc = queue_next(q->q, now, &m, NULL, NULL);
+		int rc = queue_next(q->q, now, &m, death_cb(q, 0), q);
 		if (rc <= 0) {
 			if (rc < 0)
 				diag_error("queue", "%s: reading a message: %s", q->name, err_str(rc));
@@ -405,7 +463,13 @@ static void publish_on_owner(void *p)
 	if (op->ttl_ms >= 0 && (ttl < 0 || op->ttl_ms < ttl))
 		ttl = op->ttl_ms;
 	int64_t expires = ttl >= 0 ? now + ttl : -1;
-	int rc = queue_publish(q->q, op->batch, op->len, expires, now, &off, &file, NULL, NULL);
+	int rc = queue_publish(q->q, op->batch, op->len, expires, now, &off, &file,
+			       death_cb(q, 1), q);
+	if (rc == 1 && q->limits.overflow == QUEUE_OVERFLOW_REJECT_PUBLISH_DLX && q->args.has_dlx) {
+		struct queue_msg m = { .offset = -1, .data = op->batch, .len = op->len };
+		op->batch = NULL;
+		dead_letter(q, BQUEUE_DEATH_MAXLEN, &m);
+	}
 	free(op->batch);
 	op->batch = NULL;
 	op->status = rc;
@@ -473,6 +537,7 @@ int bqueue_consume(struct bqueue *q, uint32_t prefetch, bool no_ack, struct loop
 				.cancelled = cancelled, .arg = arg };
 	*id = c->id;
 	op->consumer = c;
+	bqueue_touch(q);
 	return op_post(op, consume_on_owner);
 }
 
@@ -502,6 +567,7 @@ static void cancel_on_owner(void *p)
 			q->rr = NULL;
 		atomic_fetch_sub(&q->n_consumers, 1);
 		free(c);
+		bqueue_touch(q); /* x-expires counts from the last consumer leaving */
 		if (q->auto_delete && q->had_consumer && !q->consumers && q->q)
 			delete_queue_on_owner(q);
 	}
@@ -526,9 +592,17 @@ static void settle_on_owner(void *p)
 		struct consumer *c = op->id ? find_consumer(q, op->id, NULL) : NULL;
 		if (c && c->unacked > 0)
 			c->unacked--;
-		int rc = op->how == BQUEUE_ACK || op->how == BQUEUE_DISCARD
-				 ? queue_ack(q->q, op->offset)
-				 : queue_requeue(q->q, op->offset);
+		int rc;
+		if (op->how == BQUEUE_ACK) {
+			rc = queue_ack(q->q, op->offset);
+		} else if (op->how == BQUEUE_DISCARD) {
+			struct queue_msg m = { 0 };
+			rc = queue_discard(q->q, op->offset, q->args.has_dlx ? &m : NULL);
+			if (rc == 0 && m.data)
+				dead_letter(q, BQUEUE_DEATH_REJECTED, &m);
+		} else {
+			rc = queue_requeue(q->q, op->offset);
+		}
 		if (rc)
 			diag_debug("queue", "%s: settling offset %lld: %s", q->name,
 				   (long long)op->offset, err_str(rc));
@@ -553,7 +627,7 @@ static void fetch_on_owner(void *p)
 	struct op *op = p;
 	struct bqueue *q = op->q;
 	struct queue_msg m;
-	int rc = q->q ? queue_next(q->q, clock_now_ms(), &m, NULL, NULL) : 0;
+	int rc = q->q ? queue_next(q->q, clock_now_ms(), &m, death_cb(q, 0), q) : 0;
 	if (rc == 1 && op->no_ack)
 		queue_ack(q->q, m.offset);
 	update_counts(q);
@@ -570,6 +644,7 @@ int bqueue_fetch_one(struct bqueue *q, bool no_ack, struct loop *reply, bqueue_d
 	op->no_ack = no_ack;
 	op->deliver = deliver;
 	op->arg = arg;
+	bqueue_touch(q);
 	return op_post(op, fetch_on_owner);
 }
 
@@ -658,22 +733,100 @@ static int load_queue(void *arg, const struct catalog_queue *cq)
 		return 0;
 	memcpy(name, cq->name.data, cq->name.len);
 	name[cq->name.len] = 0;
-	struct bqueue_args args = { .durable = true, .exclusive = cq->exclusive,
-				    .auto_delete = cq->auto_delete,
-				    .limits = { -1, -1, QUEUE_OVERFLOW_DROP_HEAD },
-				    .message_ttl = -1 };
+	struct bqueue_args args;
+	bqueue_args_init(&args);
+	if (b->qhooks.parse_args && cq->arguments.len > 0 &&
+	    b->qhooks.parse_args(cq->arguments, &args) < 0) {
+		diag_warn("queue", "durable queue '%s': stored arguments unreadable; loaded without them",
+			  name);
+		bqueue_args_init(&args);
+	}
+	args.durable = true;
+	args.exclusive = cq->exclusive;
+	args.auto_delete = cq->auto_delete;
 	struct bqueue *q;
 	int rc = bq_open(b, name, &args, &q);
-	if (!rc)
+	if (!rc) {
+		pthread_rwlock_wrlock(&b->queue_lock);
 		rc = table_add(b, q);
+		pthread_rwlock_unlock(&b->queue_lock);
+		if (rc)
+			bqueue_release(q);
+	}
 	if (rc)
 		diag_error("queue", "cannot load durable queue '%s': %s", name, err_str(rc));
 	return rc;
 }
 
-int bqueue_load_all(struct broker *b)
+int bqueue_load_all(struct broker *b, const struct bqueue_hooks *hooks)
 {
+	if (hooks)
+		b->qhooks = *hooks;
 	return catalog_queue_list(b->catalog, load_queue, b);
+}
+
+void bqueue_hooks_clear(struct broker *b)
+{
+	memset(&b->qhooks, 0, sizeof b->qhooks);
+}
+
+/* ---- the per-loop tick: expiry of messages and of unused queues ---- */
+
+static void tick_queue(struct bqueue *q, int64_t now)
+{
+	if (!q->q)
+		return;
+	if (q->next_expiry >= 0 && q->next_expiry <= now) {
+		queue_expire(q->q, now, death_cb(q, 0), q);
+		update_counts(q);
+	}
+	if (q->args.expires >= 0 && !q->consumers &&
+	    now - atomic_load_explicit(&q->last_used, memory_order_relaxed) >= q->args.expires) {
+		diag_info("queue", "deleting queue '%s': unused for %lld ms (x-expires)", q->name,
+			  (long long)q->args.expires);
+		delete_queue_on_owner(q);
+		const struct bqueue_hooks *h = &q->b->qhooks;
+		if (h->deleted)
+			h->deleted(h->ctx, q->name);
+	}
+}
+
+void bqueue_tick(struct broker *b, int64_t now)
+{
+	struct loop *self = loop_current();
+	struct bqueue *small[64], **due = small;
+	size_t n = 0, cap = 64;
+	pthread_rwlock_rdlock(&b->queue_lock);
+	for (size_t i = 0; i < b->n_queues; i++) {
+		struct bqueue *q = b->queues[i];
+		if (q->owner != self)
+			continue;
+		/* next_expiry is the owner's (this thread's); last_used is atomic. */
+		bool expiry = q->next_expiry >= 0 && q->next_expiry <= now;
+		bool unused = q->args.expires >= 0 &&
+			      now - atomic_load_explicit(&q->last_used, memory_order_relaxed) >=
+				      q->args.expires;
+		if (!expiry && !unused)
+			continue;
+		if (n == cap) {
+			struct bqueue **a = malloc(cap * 2 * sizeof *a);
+			if (!a)
+				break;
+			memcpy(a, due, n * sizeof *a);
+			if (due != small)
+				free(due);
+			due = a;
+			cap *= 2;
+		}
+		due[n++] = bq_ref(q);
+	}
+	pthread_rwlock_unlock(&b->queue_lock);
+	for (size_t i = 0; i < n; i++) {
+		tick_queue(due[i], now);
+		bqueue_release(due[i]);
+	}
+	if (due != small)
+		free(due);
 }
 
 void bqueue_close_all(struct broker *b)

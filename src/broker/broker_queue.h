@@ -42,8 +42,50 @@ struct bqueue_args {
 	bool auto_delete;           /* deleted when its last consumer cancels */
 	struct queue_limits limits; /* x-max-length, x-max-length-bytes, x-overflow */
 	int64_t message_ttl;        /* x-message-ttl in ms, -1 none */
+	int64_t expires;            /* x-expires in ms (deleted once unused that long), -1 none */
+	bool has_dlx;               /* x-dead-letter-exchange given ("" is the default exchange) */
+	bool has_dlx_key;           /* x-dead-letter-routing-key given */
+	char dlx[BQUEUE_NAME_MAX + 1];     /* x-dead-letter-exchange */
+	char dlx_key[BQUEUE_NAME_MAX + 1]; /* x-dead-letter-routing-key */
 	struct slice arguments;     /* the encoded argument table, stored as is */
 };
+
+/* Sets the defaults: no limits, no TTL, no expiry, no dead-letter exchange. */
+void bqueue_args_init(struct bqueue_args *a);
+
+/* Why a message is dead-lettered (RabbitMQ's x-death reasons). */
+enum bqueue_death {
+	BQUEUE_DEATH_REJECTED, /* nack/reject without requeue */
+	BQUEUE_DEATH_EXPIRED,  /* its TTL passed */
+	BQUEUE_DEATH_MAXLEN,   /* dropped or refused by x-max-length(-bytes) */
+};
+
+/*
+ * What the broker needs from the front end that owns the message format
+ * (AMQP), set once before the queues are loaded (bqueue_load_all).
+ */
+struct bqueue_hooks {
+	/* Fills a (already bqueue_args_init'ed) from a stored argument table, for
+	 * durable queues reloaded at start. 0, or <0 when it cannot be read. */
+	int (*parse_args)(struct slice table, struct bqueue_args *a);
+	/* Dead-letters msg (moved: the callee frees msg->data) that died in
+	 * queue (name) for why, to the queue's dead-letter exchange (args: dlx,
+	 * dlx_key). Runs on the queue's owner loop; must not block. */
+	void (*dead_letter)(void *ctx, const char *queue, const struct bqueue_args *args,
+			    enum bqueue_death why, struct queue_msg *msg);
+	/* The broker deleted queue (name) by itself (x-expires): the front end
+	 * drops what it keeps about it (bindings). Any loop thread. */
+	void (*deleted)(void *ctx, const char *queue);
+	void *ctx;
+};
+
+/*
+ * Sets the hooks (copied) and opens every durable queue of the catalog with
+ * its stored arguments. Call once, before any client can reach a queue.
+ */
+int bqueue_load_all(struct broker *b, const struct bqueue_hooks *hooks);
+/* Unsets the hooks (the front end is going away). */
+void bqueue_hooks_clear(struct broker *b);
 
 /*
  * Declares a queue: creates it (durable ones in the catalog), or with passive
@@ -62,6 +104,13 @@ void bqueue_release(struct bqueue *q);
 const char *bqueue_name(const struct bqueue *q);
 /* Whether the queue was declared durable. */
 bool bqueue_durable(const struct bqueue *q);
+/* The arguments it was declared with (immutable; arguments.data is NULL). */
+void bqueue_args_get(const struct bqueue *q, struct bqueue_args *out);
+/*
+ * Marks the queue used now (a declare, consume, get): restarts x-expires.
+ * Any thread.
+ */
+void bqueue_touch(struct bqueue *q);
 /* Counts as of the last change on the owner (any thread; approximate). */
 uint64_t bqueue_message_count(const struct bqueue *q);
 uint32_t bqueue_consumer_count(const struct bqueue *q);

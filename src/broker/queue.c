@@ -62,6 +62,7 @@ struct queue {
 	size_t cache_bytes;            /* bytes held by entries' cached copies */
 	int64_t acks_since_rewrite;
 	struct queue_limits lim;
+	int64_t message_ttl;           /* x-message-ttl for recovered messages, -1 none */
 };
 
 static struct entry *at(const struct queue *q, size_t i)
@@ -223,7 +224,10 @@ static int rebuild(struct queue *q, const struct recovery *rv)
 			if (h.base_offset < off)
 				continue;
 			bool acked = collect_ack(rv->acks, rv->n, h.base_offset);
-			struct entry e = { .offset = h.base_offset, .expires_at = -1,
+			/* The queue's TTL runs from the publish time, across restarts;
+			 * a message's own expiration is not known here (docs/amqp.md). */
+			int64_t exp = q->message_ttl >= 0 ? h.base_timestamp + q->message_ttl : -1;
+			struct entry e = { .offset = h.base_offset, .expires_at = exp,
 					   .size = (uint32_t)b.len,
 					   .deliveries = h.base_offset < q->mark ? 1 : 0,
 					   .state = acked ? E_ACKED : E_READY };
@@ -248,13 +252,15 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 	return remove(path) ? -errno : 0;
 }
 
-int queue_open(const char *dir, bool durable, const struct log_config *cfg, struct queue **out)
+int queue_open(const char *dir, bool durable, const struct log_config *cfg, int64_t message_ttl,
+	       struct queue **out)
 {
 	struct queue *q = calloc(1, sizeof *q);
 	if (!q)
 		return -ERR_NOMEM;
 	snprintf(q->dir, sizeof q->dir, "%s", dir);
 	q->durable = durable;
+	q->message_ttl = message_ttl;
 	q->lim = (struct queue_limits){ -1, -1, QUEUE_OVERFLOW_DROP_HEAD };
 	q->mark = -1;
 	if (!durable)
@@ -490,6 +496,45 @@ int queue_requeue(struct queue *q, int64_t offset)
 	if ((size_t)i < q->hint)
 		q->hint = (size_t)i;
 	return 0;
+}
+
+int queue_discard(struct queue *q, int64_t offset, struct queue_msg *msg)
+{
+	ssize_t i = find(q, offset);
+	if (i < 0 || at(q, (size_t)i)->state != E_UNACKED)
+		return -ERR_NOT_FOUND;
+	struct entry *e = at(q, (size_t)i);
+	if (msg) {
+		int rc = load(q, e, msg);
+		if (rc) {
+			diag_warn("queue", "%s: reading discarded offset %lld: %s", q->dir,
+				  (long long)offset, err_str(rc));
+			msg->data = NULL;
+		}
+	}
+	return queue_ack(q, offset);
+}
+
+uint64_t queue_expire(struct queue *q, int64_t now_ms,
+		      void (*expired)(void *arg, struct queue_msg *msg), void *arg)
+{
+	uint64_t n = 0;
+	size_t idx;
+	struct entry *e;
+	while ((e = first_ready(q, &idx)) != NULL && e->expires_at >= 0 && e->expires_at <= now_ms) {
+		kill_entry(q, e, expired, arg);
+		n++;
+	}
+	if (n)
+		trim(q);
+	return n;
+}
+
+int64_t queue_head_expiry(struct queue *q)
+{
+	size_t idx;
+	struct entry *e = first_ready(q, &idx);
+	return e ? e->expires_at : -1;
 }
 
 uint64_t queue_purge(struct queue *q)

@@ -63,9 +63,11 @@ struct queue_msg {
 /*
  * Opens (creating) the queue stored in dir. durable: acks are logged and the
  * queue survives restarts; else the directory is wiped at open. Recovers
- * messages and ack state. Returns 0 or a negative error.
+ * messages and ack state; a recovered message expires message_ttl ms (-1:
+ * never) after it was published. Returns 0 or a negative error.
  */
-int queue_open(const char *dir, bool durable, const struct log_config *cfg, struct queue **out);
+int queue_open(const char *dir, bool durable, const struct log_config *cfg, int64_t message_ttl,
+	       struct queue **out);
 /* Closes (syncing acks) and frees. */
 void queue_close(struct queue *q);
 /* Closes and removes everything on disk (queue.delete). */
@@ -98,6 +100,22 @@ int queue_next(struct queue *q, int64_t now_ms, struct queue_msg *msg,
 int queue_ack(struct queue *q, int64_t offset);
 /* Puts a delivered message back in its place, ready again. 0 or -ERR_NOT_FOUND. */
 int queue_requeue(struct queue *q, int64_t offset);
+/*
+ * Takes a delivered message out for good (nack/reject without requeue), as an
+ * ack does; with msg not NULL its bytes go there first (owned; data NULL if
+ * they could not be read) so the caller can dead-letter it. 0 or
+ * -ERR_NOT_FOUND if it is not unacked.
+ */
+int queue_discard(struct queue *q, int64_t offset, struct queue_msg *msg);
+/*
+ * Kills the expired ready messages at the head of the queue (as RabbitMQ,
+ * only from the head: one behind a longer-lived message waits for it),
+ * handing each to expired(arg, msg) (may be NULL). Returns how many.
+ */
+uint64_t queue_expire(struct queue *q, int64_t now_ms,
+		      void (*expired)(void *arg, struct queue_msg *msg), void *arg);
+/* When the first ready message expires (wall-clock ms), or -1. */
+int64_t queue_head_expiry(struct queue *q);
 /* Removes every ready message; returns how many. Unacked ones stay. */
 uint64_t queue_purge(struct queue *q);
 

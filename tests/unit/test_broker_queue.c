@@ -54,6 +54,7 @@ static void open_broker(void)
 	snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", dir);
 	cfg.log_level = 2;
 	assert_int_equal(broker_open(&cfg, loops, &broker), 0);
+	assert_int_equal(bqueue_load_all(broker, NULL), 0);
 }
 
 static void close_broker(void)

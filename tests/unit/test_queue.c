@@ -79,7 +79,7 @@ static struct queue *open_q(bool durable)
 	struct queue *q;
 	char qdir[300];
 	snprintf(qdir, sizeof qdir, "%s/q", dir);
-	assert_int_equal(queue_open(qdir, durable, &cfg, &q), 0);
+	assert_int_equal(queue_open(qdir, durable, &cfg, -1, &q), 0);
 	return q;
 }
 
@@ -254,6 +254,77 @@ static void test_expiry_and_purge(void **state)
 	queue_close(q);
 }
 
+struct collected {
+	int bodies[16];
+	int n;
+};
+
+static void collect(void *arg, struct queue_msg *m)
+{
+	struct collected *c = arg;
+	if (c->n < 16)
+		c->bodies[c->n++] = body_of(m);
+	free(m->data);
+}
+
+/* queue_discard hands back the message bytes (for dead-lettering) and removes it
+ * for good; queue_expire kills only from the head; recovered messages get the
+ * queue TTL again from their publish time. */
+static void test_discard_expire_and_recovered_ttl(void **state)
+{
+	(void)state;
+	struct queue *q = open_q(true);
+	publish(q, 0);
+	publish(q, 1);
+	struct queue_msg m;
+	assert_int_equal(queue_next(q, 2000, &m, NULL, NULL), 1);
+	free(m.data);
+	struct queue_msg got = { 0 };
+	assert_int_equal(queue_discard(q, m.offset, &got), 0);
+	assert_non_null(got.data);
+	assert_int_equal(body_of(&got), 0);
+	free(got.data);
+	assert_int_equal(queue_discard(q, m.offset, NULL), -ERR_NOT_FOUND);
+	assert_int_equal(queue_unacked_count(q), 0);
+
+	/* head expires at 2100, the one behind it never, the third at 2050 */
+	size_t len;
+	int64_t off;
+	struct flusher_file *f;
+	uint8_t *b = message(2, &len);
+	assert_int_equal(queue_publish(q, b, len, 2100, 2000, &off, &f, NULL, NULL), 0);
+	free(b);
+	b = message(3, &len);
+	assert_int_equal(queue_publish(q, b, len, 2050, 2000, &off, &f, NULL, NULL), 0);
+	free(b);
+	/* 1 (no expiry) is at the head: nothing expires */
+	struct collected c = { 0 };
+	assert_int_equal(queue_head_expiry(q), -1);
+	assert_int_equal(queue_expire(q, 5000, collect, &c), 0);
+	assert_int_equal(next(q, &m), 1);
+	assert_int_equal(queue_ack(q, m.offset), 0);
+	assert_int_equal(queue_head_expiry(q), 2100);
+	assert_int_equal(queue_expire(q, 2099, collect, &c), 0);
+	assert_int_equal(queue_expire(q, 2100, collect, &c), 2); /* 2, then 3 (already due) */
+	assert_int_equal(c.n, 2);
+	assert_int_equal(c.bodies[0], 2);
+	assert_int_equal(c.bodies[1], 3);
+	assert_int_equal(queue_ready_count(q), 0);
+	publish(q, 4); /* timestamp 1000 in the batch */
+	queue_close(q);
+
+	/* Reopened with a TTL of 500 ms: 4 was published at 1000, so it expires at 1500. */
+	struct log_config cfg;
+	log_config_defaults(&cfg);
+	cfg.segment_bytes = 4096;
+	char qdir[300];
+	snprintf(qdir, sizeof qdir, "%s/q", dir);
+	assert_int_equal(queue_open(qdir, true, &cfg, 500, &q), 0);
+	assert_int_equal(queue_ready_count(q), 1);
+	assert_int_equal(queue_head_expiry(q), 1500);
+	queue_close(q);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -263,6 +334,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_transient_queue_starts_empty, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_max_length_policies, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expiry_and_purge, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_discard_expire_and_recovered_ttl, setup,
+						teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
