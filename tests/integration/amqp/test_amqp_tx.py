@@ -3,7 +3,8 @@ semantics (docs/amqp.md). Publishes and acks in a transaction take effect only
 at tx.commit; tx.rollback drops the publishes and leaves acked deliveries
 unacked; closing the channel discards the transaction; confirm and tx modes
 exclude each other (406); commit / rollback on a non-transactional channel is
-406; mandatory unroutable messages come back at commit; a committed persistent
+406; mandatory unroutable messages come back at commit; a queue refusing a
+committed message is 406 "partial tx completion"; a committed persistent
 message survives kill -9; a transaction is bounded (406, nothing stored)."""
 
 import time
@@ -162,6 +163,32 @@ def test_tx_nack_and_reject_on_commit(amqp_broker, pika_connect):
     assert get_all(setup, "nk") == [b"a"]
 
 
+def test_tx_consumer_credit_back_on_commit(amqp_broker, pika_connect):
+    """A consumer with prefetch 1 on a transactional channel: its ack gives the
+    credit back (and the next message comes) only at tx.commit."""
+    conn = pika_connect(amqp_broker)
+    ch = conn.channel()
+    ch.queue_declare("credit")
+    for i in range(2):
+        ch.basic_publish("", "credit", b"%d" % i)
+    ch.tx_select()
+    ch.basic_qos(prefetch_count=1)
+    got = []
+    ch.basic_consume("credit", lambda c, m, p, b: got.append((m.delivery_tag, b)))
+    deadline = time.monotonic() + 10
+    while not got and time.monotonic() < deadline:
+        conn.process_data_events(time_limit=0.1)
+    assert [b for _, b in got] == [b"0"]
+    ch.basic_ack(got[0][0])
+    conn.process_data_events(time_limit=0.5)
+    assert len(got) == 1, "the ack took effect before tx.commit"
+    ch.tx_commit()
+    deadline = time.monotonic() + 10
+    while len(got) < 2 and time.monotonic() < deadline:
+        conn.process_data_events(time_limit=0.1)
+    assert [b for _, b in got] == [b"0", b"1"]
+
+
 def test_tx_confirm_modes_exclude_each_other(amqp_broker, pika_connect):
     conn = pika_connect(amqp_broker)
     ch = conn.channel()
@@ -238,6 +265,22 @@ def test_tx_second_transaction_on_error_channel(amqp_broker, pika_connect):
     ch.basic_publish("no-such-exchange", "k", b"y")
     closed_with(ch.tx_commit, 404)
     assert count(setup, "err") == 0
+
+
+def test_tx_partial_completion_is_406(amqp_broker, pika_connect):
+    """A queue refusing a committed message (x-overflow reject-publish, full)
+    makes tx.commit RabbitMQ's 406 "partial tx completion"; the copies the
+    queues took stay."""
+    conn = pika_connect(amqp_broker)
+    setup = conn.channel()
+    setup.queue_declare("full", arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+    ch = conn.channel()
+    ch.tx_select()
+    ch.basic_publish("", "full", b"fits")
+    ch.basic_publish("", "full", b"refused")
+    text = closed_with(ch.tx_commit, 406)
+    assert text == "PRECONDITION_FAILED - partial tx completion"
+    assert get_all(setup, "full") == [b"fits"]
 
 
 @pytest.mark.amqp_timeout(60)
