@@ -201,10 +201,14 @@ static void unacked_settle_upto(struct amqp_channel *ch, uint64_t upto, enum bqu
 	}
 }
 
-/*
- * In a transaction: marks every live unmarked entry up to `upto` (0: all) to
- * be settled with how at tx.commit (amqp_tx.c).
- */
+/* In a transaction: marks a live unmarked entry to be settled with how at tx.commit. */
+static void unacked_mark(struct amqp_channel *ch, struct amqp_unacked *u, enum bqueue_settle how)
+{
+	u->tx_settle = (uint8_t)(1 + how);
+	ch->tx_acks++;
+}
+
+/* unacked_mark for every live unmarked entry with a tag up to `upto` (0: all). */
 static void unacked_mark_upto(struct amqp_channel *ch, uint64_t upto, enum bqueue_settle how)
 {
 	for (size_t i = ch->ua_head; i < ch->ua_len; i++) {
@@ -212,12 +216,15 @@ static void unacked_mark_upto(struct amqp_channel *ch, uint64_t upto, enum bqueu
 		if (upto && u->tag > upto)
 			break;
 		if (!ua_is_hole(u) && !u->tx_settle)
-			u->tx_settle = (uint8_t)(1 + how);
+			unacked_mark(ch, u, how);
 	}
 }
 
 void amqp_basic_tx_end(struct amqp_channel *ch, bool commit)
 {
+	if (ch->tx_acks == 0)
+		return; /* spares a walk over a large unacked window */
+	ch->tx_acks = 0;
 	for (size_t i = ch->ua_head; i < ch->ua_len; i++) {
 		struct amqp_unacked *u = &ch->unacked[i];
 		if (ua_is_hole(u) || !u->tx_settle)
@@ -259,7 +266,7 @@ static void settle(struct amqp_channel *ch, uint32_t method, uint64_t tag, bool 
 	if (ch->tx && multiple)
 		unacked_mark_upto(ch, tag, how);
 	else if (ch->tx)
-		u->tx_settle = (uint8_t)(1 + how);
+		unacked_mark(ch, u, how);
 	else if (multiple)
 		unacked_settle_upto(ch, tag, how, false);
 	else
@@ -512,6 +519,7 @@ void amqp_basic_release(struct amqp_channel *ch)
 	free(ch->unacked);
 	ch->unacked = NULL;
 	ch->ua_head = ch->ua_len = ch->ua_cap = ch->ua_live = 0;
+	ch->tx_acks = 0;
 	while (ch->consumers) {
 		struct amqp_consumer *c = ch->consumers;
 		consumer_detach(c);

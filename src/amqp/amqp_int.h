@@ -184,6 +184,7 @@ struct amqp_channel {
 	struct amqp_tx_msg *tx_head;   /* owned: publishes waiting for tx.commit, in order */
 	struct amqp_tx_msg **tx_tail;  /* where the next one is linked */
 	size_t tx_bytes;               /* their size, counted in the connection's tx_bytes */
+	size_t tx_acks;                /* unacked entries marked by the open transaction */
 };
 
 /*
