@@ -17,7 +17,8 @@
  * every operation O(1); an ack out of order leaves a hole; a lookup by tag is
  * a binary search (tags only grow). Closing a channel requeues every unacked
  * delivery (AMQP 0-9-1 basic.recover semantics, RabbitMQ's behaviour) and
- * cancels its consumers.
+ * cancels its consumers. In a transaction (amqp_tx.c) acks only mark their
+ * entries, settled at tx.commit.
  *
  * Reply codes and texts follow RabbitMQ 3.10 (checked side by side, see
  * docs/amqp.md).
@@ -136,12 +137,12 @@ static int unacked_push(struct amqp_channel *ch, uint64_t tag, struct amqp_consu
 		ch->unacked = u;
 		ch->ua_cap = cap;
 	}
-	ch->unacked[ch->ua_len++] = (struct amqp_unacked){ tag, c, q, offset };
+	ch->unacked[ch->ua_len++] = (struct amqp_unacked){ tag, c, q, offset, 0 };
 	ch->ua_live++;
 	return 0;
 }
 
-/* The live entry with tag, or NULL. */
+/* The live entry with tag not settled by the open transaction yet, or NULL. */
 static struct amqp_unacked *unacked_find(struct amqp_channel *ch, uint64_t tag)
 {
 	size_t lo = ch->ua_head, hi = ch->ua_len;
@@ -152,7 +153,8 @@ static struct amqp_unacked *unacked_find(struct amqp_channel *ch, uint64_t tag)
 		else
 			hi = mid;
 	}
-	if (lo < ch->ua_len && ch->unacked[lo].tag == tag && !ua_is_hole(&ch->unacked[lo]))
+	if (lo < ch->ua_len && ch->unacked[lo].tag == tag && !ua_is_hole(&ch->unacked[lo]) &&
+	    !ch->unacked[lo].tx_settle)
 		return &ch->unacked[lo];
 	return NULL;
 }
@@ -180,14 +182,18 @@ static void unacked_settle(struct amqp_channel *ch, struct amqp_unacked *u,
 		ch->ua_head = ch->ua_len = 0;
 }
 
-/* Settles every live entry with a tag up to `upto` (0: all). */
-static void unacked_settle_upto(struct amqp_channel *ch, uint64_t upto, enum bqueue_settle how)
+/*
+ * Settles every live entry with a tag up to `upto` (0: all); with_tx: also
+ * those the open transaction settles at commit.
+ */
+static void unacked_settle_upto(struct amqp_channel *ch, uint64_t upto, enum bqueue_settle how,
+				bool with_tx)
 {
 	for (size_t i = ch->ua_head; i < ch->ua_len; i++) {
 		struct amqp_unacked *u = &ch->unacked[i];
 		if (upto && u->tag > upto)
 			break;
-		if (!ua_is_hole(u)) {
+		if (!ua_is_hole(u) && (with_tx || !u->tx_settle)) {
 			unacked_settle(ch, u, how);
 			if (ch->ua_len == 0)
 				break; /* all settled: the window was reset */
@@ -195,12 +201,60 @@ static void unacked_settle_upto(struct amqp_channel *ch, uint64_t upto, enum bqu
 	}
 }
 
-/* basic.ack / nack / reject on tag (multiple: every tag up to it; tag 0: all). */
+/* In a transaction: marks a live unmarked entry to be settled with how at tx.commit. */
+static void unacked_mark(struct amqp_channel *ch, struct amqp_unacked *u, enum bqueue_settle how)
+{
+	u->tx_settle = (uint8_t)(1 + how);
+	ch->tx_acks++;
+}
+
+/* unacked_mark for every live unmarked entry with a tag up to `upto` (0: all). */
+static void unacked_mark_upto(struct amqp_channel *ch, uint64_t upto, enum bqueue_settle how)
+{
+	for (size_t i = ch->ua_head; i < ch->ua_len; i++) {
+		struct amqp_unacked *u = &ch->unacked[i];
+		if (upto && u->tag > upto)
+			break;
+		if (!ua_is_hole(u) && !u->tx_settle)
+			unacked_mark(ch, u, how);
+	}
+}
+
+void amqp_basic_tx_end(struct amqp_channel *ch, bool commit)
+{
+	if (ch->tx_acks == 0)
+		return; /* spares a walk over a large unacked window */
+	ch->tx_acks = 0;
+	for (size_t i = ch->ua_head; i < ch->ua_len; i++) {
+		struct amqp_unacked *u = &ch->unacked[i];
+		if (ua_is_hole(u) || !u->tx_settle)
+			continue;
+		if (!commit) {
+			u->tx_settle = 0;
+			continue;
+		}
+		enum bqueue_settle how = (enum bqueue_settle)(u->tx_settle - 1);
+		u->tx_settle = 0;
+		unacked_settle(ch, u, how);
+		if (ch->ua_len == 0)
+			break; /* all settled: the window was reset */
+	}
+}
+
+/*
+ * basic.ack / nack / reject on tag (multiple: every tag up to it; tag 0:
+ * all). In a transaction the entries are only marked, and settled at
+ * tx.commit (RabbitMQ takes them out of the unacked set at once: a second
+ * ack of a tag is an unknown tag).
+ */
 static void settle(struct amqp_channel *ch, uint32_t method, uint64_t tag, bool multiple,
 		   enum bqueue_settle how)
 {
 	if (multiple && tag == 0) {
-		unacked_settle_upto(ch, 0, how);
+		if (ch->tx)
+			unacked_mark_upto(ch, 0, how);
+		else
+			unacked_settle_upto(ch, 0, how, false);
 		return;
 	}
 	struct amqp_unacked *u = unacked_find(ch, tag);
@@ -209,8 +263,12 @@ static void settle(struct amqp_channel *ch, uint32_t method, uint64_t tag, bool 
 				   (unsigned long long)tag);
 		return;
 	}
-	if (multiple)
-		unacked_settle_upto(ch, tag, how);
+	if (ch->tx && multiple)
+		unacked_mark_upto(ch, tag, how);
+	else if (ch->tx)
+		unacked_mark(ch, u, how);
+	else if (multiple)
+		unacked_settle_upto(ch, tag, how, false);
 	else
 		unacked_settle(ch, u, how);
 }
@@ -241,7 +299,8 @@ void amqp_basic_recover(struct amqp_channel *ch, bool requeue, bool async)
 		amqp_conn_error(ch->ac, AMQP_NOT_IMPLEMENTED, id, "requeue=false");
 		return;
 	}
-	unacked_settle_upto(ch, 0, BQUEUE_REQUEUE);
+	/* Deliveries acked in the open transaction are not unacked any more. */
+	unacked_settle_upto(ch, 0, BQUEUE_REQUEUE, false);
 	if (!async)
 		amqp_channel_send(ch, &amqp_basic_recover_ok_desc, NULL);
 }
@@ -455,10 +514,12 @@ static void release_cancel_done(void *arg, int status, uint64_t n)
 
 void amqp_basic_release(struct amqp_channel *ch)
 {
-	unacked_settle_upto(ch, 0, BQUEUE_REQUEUE);
+	/* An open transaction's acks die with it: those deliveries are requeued too. */
+	unacked_settle_upto(ch, 0, BQUEUE_REQUEUE, true);
 	free(ch->unacked);
 	ch->unacked = NULL;
 	ch->ua_head = ch->ua_len = ch->ua_cap = ch->ua_live = 0;
+	ch->tx_acks = 0;
 	while (ch->consumers) {
 		struct amqp_consumer *c = ch->consumers;
 		consumer_detach(c);
@@ -553,9 +614,17 @@ void amqp_basic_qos(struct amqp_channel *ch, const struct amqp_basic_qos *m)
 	amqp_channel_send(ch, &amqp_basic_qos_ok_desc, NULL);
 }
 
-/* confirm.select (85/10): every later publish on the channel is acked or nacked. */
+/*
+ * confirm.select (85/10): every later publish on the channel is acked or
+ * nacked. Not on a transactional channel (RabbitMQ's 406).
+ */
 void amqp_confirm_select(struct amqp_channel *ch, const struct amqp_confirm_select *m)
 {
+	if (ch->tx) {
+		amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, AMQP_CONFIRM_SELECT,
+				   "cannot switch from tx to confirm mode");
+		return;
+	}
 	ch->confirm = true;
 	if (!m->nowait)
 		amqp_channel_send(ch, &amqp_confirm_select_ok_desc, NULL);

@@ -36,13 +36,14 @@ struct amqp_channel *amqp_channel_new(struct amqp_conn *ac, uint16_t number)
 /*
  * Lets go of everything the channel holds in the broker: unacked deliveries
  * are requeued and consumers cancelled (AMQP 0-9-1 basic.consume: closing a
- * channel cancels its consumers), a publish in progress is dropped.
- * Idempotent.
+ * channel cancels its consumers), a publish in progress and an open
+ * transaction's publishes are dropped. Idempotent.
  */
 static void channel_release(struct amqp_channel *ch)
 {
 	amqp_basic_release(ch);
 	amqp_publish_reset(ch);
+	amqp_tx_discard(ch);
 }
 
 void amqp_channel_free(struct amqp_channel *ch)
@@ -128,7 +129,7 @@ static void channel_flow(struct amqp_channel *ch, const struct amqp_channel_flow
 	amqp_channel_send(ch, &amqp_channel_flow_ok_desc, &ok);
 }
 
-/* A method Sluice does not serve yet (tx.*; docs/amqp.md lists them): 540. */
+/* A method Sluice does not serve (docs/amqp.md lists what it serves): 540. */
 static void unsupported_method(struct amqp_channel *ch, const struct amqp_method *m)
 {
 	amqp_conn_error(ch->ac, AMQP_NOT_IMPLEMENTED, m->id, "%s is not supported by Sluice yet",
@@ -217,6 +218,15 @@ void amqp_channel_method(struct amqp_channel *ch, const struct amqp_method *m)
 		return;
 	case AMQP_CONFIRM_SELECT:
 		amqp_confirm_select(ch, &m->args.confirm_select);
+		return;
+	case AMQP_TX_SELECT:
+		amqp_tx_select(ch);
+		return;
+	case AMQP_TX_COMMIT:
+		amqp_tx_commit(ch);
+		return;
+	case AMQP_TX_ROLLBACK:
+		amqp_tx_rollback(ch);
 		return;
 	default:
 		unsupported_method(ch, m);

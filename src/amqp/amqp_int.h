@@ -63,6 +63,12 @@
 #define AMQP_MESSAGE_MAX (128u << 20)
 /* Most bytes of unfinished message bodies one connection may have buffered. */
 #define AMQP_CONN_CONTENT_MAX (256u << 20)
+/*
+ * Most bytes the open transactions of one connection may hold (published
+ * messages waiting for tx.commit, counted as stored plus their queue names
+ * and bookkeeping). At least one message of AMQP_MESSAGE_MAX fits.
+ */
+#define AMQP_CONN_TX_MAX (256u << 20)
 
 /*
  * A registry entry: a queue declared exclusive and the connection that owns
@@ -104,6 +110,7 @@ enum amqp_channel_state {
 
 struct amqp_conn;
 struct amqp_channel;
+struct amqp_tx_msg;
 struct bqueue;
 
 /*
@@ -134,6 +141,9 @@ struct amqp_unacked {
 	struct bqueue *q;              /* basic.get: owned reference; NULL with consumer
 					* NULL: settled (a hole) */
 	int64_t offset;                /* the queue's handle */
+	uint8_t tx_settle;             /* 0, or 1 + enum bqueue_settle: acked / nacked /
+					* rejected in the open transaction, settled at
+					* tx.commit (amqp_tx.c) */
 };
 
 /* basic.publish waiting for its content header and body frames. */
@@ -170,6 +180,12 @@ struct amqp_channel {
 	size_t ua_head, ua_len, ua_cap, ua_live;
 	struct amqp_publish pub;
 	struct exchange_dests dests;   /* reused by every publish */
+	/* tx class (amqp_tx.c) */
+	bool tx;                       /* tx.select was received */
+	struct amqp_tx_msg *tx_head;   /* owned: publishes waiting for tx.commit, in order */
+	struct amqp_tx_msg **tx_tail;  /* where the next one is linked */
+	size_t tx_bytes;               /* their size, counted in the connection's tx_bytes */
+	size_t tx_acks;                /* unacked entries marked by the open transaction */
 };
 
 /*
@@ -192,8 +208,8 @@ struct amqp_op {
 	struct bqueue *q;              /* owned reference, when the op has one */
 	struct amqp_consumer *consumer; /* basic.cancel: holds a reference */
 	uint64_t seq;                  /* confirms: the publish's sequence number */
-	int pending;                   /* confirms: queue appends still running */
-	bool nack;                     /* confirms: some queue refused it */
+	int pending;                   /* confirms, tx.commit: queue appends still running */
+	bool nack;                     /* confirms, tx.commit: some queue refused it */
 	uint8_t name_len;
 	char name[256];                /* a queue's name, NUL-terminated */
 };
@@ -223,6 +239,7 @@ struct amqp_conn {
 	bool logged_malformed;       /* a malformed frame was logged already */
 	uint64_t stream_pos;         /* bytes consumed before the current input */
 	size_t content_bytes;        /* buffer bytes of unfinished publishes, all channels */
+	size_t tx_bytes;             /* bytes held by open transactions, all channels */
 	char user[64];
 	struct writer out;           /* reused to encode each frame */
 };
@@ -371,6 +388,12 @@ void amqp_confirm_select(struct amqp_channel *ch, const struct amqp_confirm_sele
 /* The channel is going away: requeue its unacked deliveries, cancel its consumers. */
 void amqp_basic_release(struct amqp_channel *ch);
 /*
+ * Ends the transaction's acks / nacks / rejects: commit settles every
+ * delivery marked by them with the broker; rollback unmarks them (they stay
+ * unacked).
+ */
+void amqp_basic_tx_end(struct amqp_channel *ch, bool commit);
+/*
  * Queues one message (basic.deliver / basic.get-ok / basic.return method
  * frame args of d, then its content) from a stored batch. Returns 0 or an
  * error (the connection is then being closed).
@@ -385,5 +408,36 @@ void amqp_publish_start(struct amqp_channel *ch, const struct amqp_basic_publish
 void amqp_publish_content(struct amqp_channel *ch, const struct amqp_frame *f);
 /* Drops a publish in progress (channel closing). */
 void amqp_publish_reset(struct amqp_channel *ch);
+/*
+ * Hands a record batch (moved) to the n queues qs (one copy each). With op
+ * (publisher confirms, tx.commit), each append counts in op->pending and
+ * amqp_publish_done runs when it is stored (durable when persistent).
+ */
+void amqp_publish_store(struct amqp_channel *ch, struct bqueue **qs, size_t n, uint8_t *batch,
+			size_t len, bool persistent, int64_t ttl_ms, struct amqp_op *op);
+/*
+ * One append of op finished (a bqueue_done_fn); the last one confirms the
+ * publish or completes tx.commit (amqp_tx_stored).
+ */
+void amqp_publish_done(void *arg, int status, uint64_t offset);
+/* Sends basic.return 312 NO_ROUTE for an unroutable mandatory message. */
+void amqp_publish_return(struct amqp_channel *ch, const struct amqp_message *m);
+
+/* ---- amqp_tx.c: tx.* (class 90), RabbitMQ's transactions ---- */
+
+void amqp_tx_select(struct amqp_channel *ch);
+void amqp_tx_commit(struct amqp_channel *ch);
+void amqp_tx_rollback(struct amqp_channel *ch);
+/*
+ * Holds a routed publish until tx.commit: batch (moved) for the queues named
+ * in dests (copied). Over AMQP_CONN_TX_MAX the channel fails (406) and the
+ * transaction is discarded. Returns 0 or an error (already raised).
+ */
+int amqp_tx_add(struct amqp_channel *ch, uint8_t *batch, size_t len, bool persistent,
+		int64_t ttl_ms, bool mandatory, const struct exchange_dests *dests);
+/* Every append of a tx.commit finished: sends commit-ok (or 406) and ends op. */
+void amqp_tx_stored(struct amqp_op *op);
+/* Discards the channel's uncommitted publishes (rollback, channel closing). */
+void amqp_tx_discard(struct amqp_channel *ch);
 
 #endif

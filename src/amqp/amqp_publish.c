@@ -19,7 +19,8 @@
  * queue has it (after the fsync for a persistent message in a durable queue)
  * or nacked if a queue refused it (x-overflow reject-publish) or failed; an
  * unroutable message is acked at once, after its basic.return if mandatory
- * (RabbitMQ's order).
+ * (RabbitMQ's order). In a transaction the routed message is held by the
+ * channel instead (amqp_tx.c) and stored, or returned, at tx.commit.
  */
 #include "amqp/amqp_int.h"
 
@@ -84,8 +85,7 @@ static void send_confirm(struct amqp_channel *ch, uint64_t seq, bool ack)
 	}
 }
 
-/* One queue has the message (or refused it). */
-static void publish_done(void *arg, int status, uint64_t offset)
+void amqp_publish_done(void *arg, int status, uint64_t offset)
 {
 	(void)offset;
 	struct amqp_op *op = arg;
@@ -97,14 +97,17 @@ static void publish_done(void *arg, int status, uint64_t offset)
 	}
 	if (--op->pending > 0)
 		return;
+	if (op->method == AMQP_TX_COMMIT) {
+		amqp_tx_stored(op);
+		return;
+	}
 	struct amqp_channel *ch = amqp_op_channel(op);
 	if (ch)
 		send_confirm(ch, op->seq, !op->nack);
 	amqp_op_free(op);
 }
 
-/* Sends basic.return for an unroutable mandatory message (312 NO_ROUTE). */
-static void send_return(struct amqp_channel *ch, const struct amqp_message *m)
+void amqp_publish_return(struct amqp_channel *ch, const struct amqp_message *m)
 {
 	struct amqp_basic_return r = {
 		.reply_code = AMQP_NO_ROUTE,
@@ -115,7 +118,88 @@ static void send_return(struct amqp_channel *ch, const struct amqp_message *m)
 	amqp_send_message(ch, &amqp_basic_return_desc, &r, m);
 }
 
-/* The content is complete: route, store, confirm. */
+/*
+ * The message's own TTL (RabbitMQ): expiration is a decimal string of
+ * milliseconds; -1 without one. A malformed one fails the channel (406):
+ * returns false.
+ */
+static bool publish_ttl(struct amqp_channel *ch, const struct amqp_basic_properties *props,
+			int64_t *ttl_ms)
+{
+	*ttl_ms = -1;
+	if (!(props->flags & AMQP_BASIC_FLAG_EXPIRATION))
+		return true;
+	const struct slice e = props->expiration;
+	bool ok = e.len > 0 && e.len <= 15;
+	int64_t v = 0;
+	for (size_t k = 0; ok && k < e.len; k++) {
+		ok = e.data[k] >= '0' && e.data[k] <= '9';
+		v = v * 10 + (e.data[k] - '0');
+	}
+	if (!ok) {
+		amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, AMQP_BASIC_PUBLISH,
+				   "PRECONDITION_FAILED - invalid expiration '%.*s'", (int)e.len,
+				   (const char *)e.data);
+		return false;
+	}
+	*ttl_ms = v;
+	return true;
+}
+
+void amqp_publish_store(struct amqp_channel *ch, struct bqueue **qs, size_t n, uint8_t *batch,
+			size_t len, bool persistent, int64_t ttl_ms, struct amqp_op *op)
+{
+	if (n == 0) {
+		free(batch);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *copy = batch;
+		if (i + 1 < n) {
+			copy = malloc(len);
+			if (!copy) {
+				if (op)
+					op->nack = true;
+				continue;
+			}
+			memcpy(copy, batch, len);
+		}
+		if (op)
+			op->pending++;
+		int rc = bqueue_publish(qs[i], copy, len, persistent, ttl_ms, ch->ac->loop,
+					op ? amqp_publish_done : NULL, op);
+		if (rc && op) { /* the batch was freed by bqueue_publish */
+			op->nack = true;
+			op->pending--;
+		}
+	}
+}
+
+/*
+ * In a transaction (tx.select) the routed message waits in the channel for
+ * tx.commit; an unroutable one that is not mandatory has nothing to wait for.
+ */
+static void publish_tx(struct amqp_channel *ch, const struct amqp_message *m,
+		       const struct amqp_basic_properties *props)
+{
+	int64_t ttl_ms;
+	if (!publish_ttl(ch, props, &ttl_ms))
+		return;
+	if (ch->dests.n == 0 && !ch->pub.mandatory)
+		return;
+	uint8_t *batch;
+	size_t len;
+	int rc = amqp_message_encode(m, clock_now_ms(), &batch, &len);
+	if (rc) {
+		amqp_conn_error(ch->ac, AMQP_INTERNAL_ERROR, AMQP_BASIC_PUBLISH,
+				"cannot encode a message: %s", err_str(rc));
+		return;
+	}
+	bool persistent = (props->flags & AMQP_BASIC_FLAG_DELIVERY_MODE) && props->delivery_mode == 2;
+	amqp_tx_add(ch, batch, len, persistent, ttl_ms, ch->pub.mandatory, &ch->dests);
+}
+
+/* The content is complete: route, store, confirm (or hold it for tx.commit). */
 static void publish_finish(struct amqp_channel *ch)
 {
 	const uint32_t id = AMQP_BASIC_PUBLISH;
@@ -143,6 +227,11 @@ static void publish_finish(struct amqp_channel *ch)
 		amqp_conn_error(ch->ac, AMQP_INTERNAL_ERROR, id, "routing failed: %s", err_str(rc));
 		return;
 	}
+	if (ch->tx) {
+		publish_tx(ch, &m, props);
+		amqp_publish_reset(ch);
+		return;
+	}
 	uint64_t seq = ch->confirm ? ++ch->next_seq : 0;
 	struct bqueue *small[16], **qs = small;
 	size_t n = 0;
@@ -158,28 +247,14 @@ static void publish_finish(struct amqp_channel *ch)
 			n++;
 	if (n == 0) {
 		if (p->mandatory)
-			send_return(ch, &m);
+			amqp_publish_return(ch, &m);
 		if (seq)
 			send_confirm(ch, seq, true);
 		goto out;
 	}
-	/* Per-message TTL (RabbitMQ): expiration is a decimal string of milliseconds. */
-	int64_t ttl_ms = -1;
-	if (props->flags & AMQP_BASIC_FLAG_EXPIRATION) {
-		const struct slice e = props->expiration;
-		bool ok = e.len > 0 && e.len <= 15;
-		ttl_ms = 0;
-		for (size_t k = 0; ok && k < e.len; k++) {
-			ok = e.data[k] >= '0' && e.data[k] <= '9';
-			ttl_ms = ttl_ms * 10 + (e.data[k] - '0');
-		}
-		if (!ok) {
-			amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, id,
-					   "PRECONDITION_FAILED - invalid expiration '%.*s'", (int)e.len,
-					   (const char *)e.data);
-			goto out;
-		}
-	}
+	int64_t ttl_ms;
+	if (!publish_ttl(ch, props, &ttl_ms))
+		goto out;
 	uint8_t *batch;
 	size_t len;
 	rc = amqp_message_encode(&m, clock_now_ms(), &batch, &len);
@@ -197,28 +272,11 @@ static void publish_finish(struct amqp_channel *ch)
 			goto out;
 		}
 		op->seq = seq;
-		op->pending = (int)n + 1; /* + 1 while the loop below runs */
+		op->pending = 1; /* while amqp_publish_store runs */
 	}
-	for (size_t i = 0; i < n; i++) {
-		uint8_t *copy = batch;
-		if (i + 1 < n) {
-			copy = malloc(len);
-			if (!copy) {
-				if (op)
-					op->nack = true, op->pending--;
-				continue;
-			}
-			memcpy(copy, batch, len);
-		}
-		rc = bqueue_publish(qs[i], copy, len, persistent, ttl_ms, ch->ac->loop,
-				    op ? publish_done : NULL, op);
-		if (rc && op) { /* the batch was freed by bqueue_publish */
-			op->nack = true;
-			op->pending--;
-		}
-	}
+	amqp_publish_store(ch, qs, n, batch, len, persistent, ttl_ms, op);
 	if (op)
-		publish_done(op, 0, 0); /* drops the loop's + 1 */
+		amqp_publish_done(op, 0, 0); /* drops the + 1 */
 out:
 	for (size_t i = 0; i < n; i++)
 		bqueue_release(qs[i]);

@@ -5,7 +5,7 @@
   amqp-consume -c N, amqp-delete-queue;
 - amqplib (npm, pinned in node/package-lock.json; scripts in node/): a work
   queue with confirms, prefetch 1, acks and a requeued reject across 3 workers,
-  and a fanout pub/sub with 2 subscribers.
+  a fanout pub/sub with 2 subscribers, and transactions (tx.*).
 
 Install the clients with scripts/setup-amqp-clients.sh; a missing client fails
 the test (nothing is skipped). Every subprocess runs under a timeout."""
@@ -173,3 +173,20 @@ def test_amqplib_fanout_pub_sub(amqp_broker):
         assert got == want, f"got {len(got)} events, first differences " \
             f"{[(i, a, b) for i, (a, b) in enumerate(zip(got, want)) if a != b][:3]}"
     assert res["afterClose"] == ["gone"] * subs
+
+
+def test_amqplib_transactions(amqp_broker):
+    """amqplib (its Channel#rpc with tx.select / commit / rollback): publishes
+    unseen before commit and counted after; a rollback drops publishes; an ack in
+    a rolled-back transaction leaves the message to come back, redelivered, when
+    the channel closes; acks committed empty the queue; tx.select on a confirm
+    channel is 406."""
+    n = 20
+    res = run_node("tx.js", [amqp_broker.amqp_port, "tx-node", n])
+    assert res["beforeCommit"] == 0 and res["getBeforeCommit"] is False
+    assert res["afterCommit"] == n and res["afterRollback"] == n
+    assert res["redeliveredAfterRollback"] is True
+    assert res["bodies"] == [f"m-{i}" for i in range(n)]
+    assert res["afterAckCommit"] == 0
+    assert "406" in res["confirmToTx"] and "cannot switch from confirm to tx mode" in \
+        res["confirmToTx"], res["confirmToTx"]

@@ -336,8 +336,8 @@ def test_not_implemented_yet_is_540(amqp_broker):
     raw = RawAmqp(amqp_broker.amqp_port)
     raw.handshake()
     raw.open_channel(1)
-    raw.send(method(1, 90, 10))  # tx.select
+    raw.send(method(1, 60, 110, b"\x00"))  # basic.recover requeue=false
     f = raw.recv_method()
     assert f.method == (10, 50)
     code, text, cid, mid = f.close_args()
-    assert (code, cid, mid) == (540, 90, 10), text
+    assert (code, cid, mid) == (540, 60, 110), text
