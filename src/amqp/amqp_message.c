@@ -48,8 +48,10 @@ int amqp_message_encode(const struct amqp_message *m, int64_t now_ms, uint8_t **
 	record_batch_params_init(&p);
 	p.base_timestamp = now_ms;
 	struct writer w;
-	writer_init(&w, m->body.len + m->routing_key.len + m->exchange.len + m->props_raw.len +
-			       BATCH_OVERHEAD);
+	size_t size = m->body.len + m->routing_key.len + m->exchange.len + m->props_raw.len +
+		      BATCH_OVERHEAD;
+	writer_init(&w, size);
+	writer_prealloc(&w, size);
 	int rc = record_batch_encode(&w, &p, &rec, 1);
 	if (rc) {
 		writer_fini(&w);

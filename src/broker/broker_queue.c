@@ -31,6 +31,7 @@ struct consumer {
 	bqueue_deliver_fn deliver;
 	bqueue_cancelled_fn cancelled;
 	void *arg;
+	struct delivery *pending;     /* owner: deliveries gathered during one dispatch */
 };
 
 struct bqueue {
@@ -268,35 +269,83 @@ int bqueue_get(struct broker *b, struct slice name, struct bqueue **out)
 
 /* ---- owner-side operations ---- */
 
+/* Deliveries to one consumer, posted together: one hand-off per dispatch
+ * round instead of one per message. */
+#define DELIVERY_BATCH_MAX 64
+
 struct delivery {
 	bqueue_deliver_fn deliver;
 	void *arg;
-	struct queue_msg msg;
-	bool empty; /* basic.get on an empty queue */
+	bool empty;  /* basic.get on an empty queue */
+	size_t n;
+	struct queue_msg msgs[DELIVERY_BATCH_MAX];
 };
 
 static void delivery_run(void *p)
 {
 	struct delivery *d = p;
-	d->deliver(d->arg, d->empty ? NULL : &d->msg);
+	if (d->empty)
+		d->deliver(d->arg, NULL);
+	for (size_t i = 0; i < d->n; i++)
+		d->deliver(d->arg, &d->msgs[i]);
 	free(d);
+}
+
+/* Posts d to reply, or frees it with its messages. */
+static void delivery_post(struct loop *reply, struct delivery *d)
+{
+	if (loop_post(reply, delivery_run, d)) {
+		for (size_t i = 0; i < d->n; i++)
+			free(d->msgs[i].data);
+		free(d);
+	}
 }
 
 static void post_delivery(struct loop *reply, bqueue_deliver_fn fn, void *arg, struct queue_msg *m)
 {
-	struct delivery *d = calloc(1, sizeof *d);
-	if (d) {
-		d->deliver = fn;
-		d->arg = arg;
-		if (m)
-			d->msg = *m;
-		else
-			d->empty = true;
-	}
-	if (!d || loop_post(reply, delivery_run, d)) {
+	struct delivery *d = malloc(sizeof *d);
+	if (!d) {
 		if (m)
 			free(m->data);
-		free(d);
+		return;
+	}
+	d->deliver = fn;
+	d->arg = arg;
+	d->empty = m == NULL;
+	d->n = 0;
+	if (m)
+		d->msgs[d->n++] = *m;
+	delivery_post(reply, d);
+}
+
+/* Adds m to consumer c's pending batch (posted when full or by flush_pending). */
+static void queue_delivery(struct consumer *c, struct queue_msg *m)
+{
+	if (!c->pending) {
+		c->pending = malloc(sizeof *c->pending);
+		if (!c->pending) {
+			free(m->data);
+			return;
+		}
+		c->pending->deliver = c->deliver;
+		c->pending->arg = c->arg;
+		c->pending->empty = false;
+		c->pending->n = 0;
+	}
+	c->pending->msgs[c->pending->n++] = *m;
+	if (c->pending->n == DELIVERY_BATCH_MAX) {
+		delivery_post(c->reply, c->pending);
+		c->pending = NULL;
+	}
+}
+
+static void flush_pending(struct bqueue *q)
+{
+	for (struct consumer *c = q->consumers; c; c = c->next) {
+		if (c->pending) {
+			delivery_post(c->reply, c->pending);
+			c->pending = NULL;
+		}
 	}
 }
 
@@ -367,8 +416,9 @@ static void dispatch(struct bqueue *q)
 		else
 			pick->unacked++;
 		q->rr = pick->next ? pick->next : q->consumers;
-		post_delivery(pick->reply, pick->deliver, pick->arg, &m);
+		queue_delivery(pick, &m);
 	}
+	flush_pending(q);
 	update_counts(q);
 }
 
@@ -463,7 +513,7 @@ static void publish_on_owner(void *p)
 	if (op->ttl_ms >= 0 && (ttl < 0 || op->ttl_ms < ttl))
 		ttl = op->ttl_ms;
 	int64_t expires = ttl >= 0 ? now + ttl : -1;
-	int rc = queue_publish(q->q, op->batch, op->len, expires, now, &off, &file,
+	int rc = queue_publish(q->q, &op->batch, op->len, expires, now, &off, &file,
 			       death_cb(q, 1), q);
 	if (rc == 1 && q->limits.overflow == QUEUE_OVERFLOW_REJECT_PUBLISH_DLX && q->args.has_dlx) {
 		struct queue_msg m = { .offset = -1, .data = op->batch, .len = op->len };

@@ -39,6 +39,8 @@ enum entry_state { E_READY, E_UNACKED, E_ACKED, E_DEAD };
 
 /* Bytes of message copies one queue keeps in memory (see above). */
 #define QUEUE_CACHE_MAX (8u << 20)
+/* Bytes read from the log at once for messages not in the cache. */
+#define QUEUE_READAHEAD_BYTES (256u << 10)
 
 struct entry {
 	int64_t offset;
@@ -63,6 +65,12 @@ struct queue {
 	int64_t acks_since_rewrite;
 	struct queue_limits lim;
 	int64_t message_ttl;           /* x-message-ttl for recovered messages, -1 none */
+	/* Read-ahead: a copy of the log's batches [ra_first, ra_next), so messages
+	 * that fell out of the cache are not read back one pread each. */
+	struct writer ra;
+	bool ra_init;
+	int64_t ra_first, ra_next;
+	size_t ra_pos;                 /* where the last lookup ended (sequential reads) */
 };
 
 static struct entry *at(const struct queue *q, size_t i)
@@ -79,6 +87,8 @@ static void uncache(struct queue *q, struct entry *e)
 	e->cached = NULL;
 	q->cache_bytes -= e->size;
 }
+
+static void ra_release(struct queue *q);
 
 static int ring_push(struct queue *q, struct entry e)
 {
@@ -307,6 +317,7 @@ void queue_close(struct queue *q)
 	}
 	for (size_t i = 0; q->ring && i < q->count; i++)
 		uncache(q, at(q, i));
+	ra_release(q);
 	free(q->ring);
 	free(q);
 }
@@ -332,34 +343,90 @@ void queue_set_limits(struct queue *q, const struct queue_limits *lim)
 	q->lim = *lim;
 }
 
+/* Finds the batch at offset in the read-ahead copy: 1 with *b, 0 if absent. */
+static int ra_find(struct queue *q, int64_t offset, struct slice *b)
+{
+	if (!q->ra_init || offset < q->ra_first || offset >= q->ra_next)
+		return 0;
+	for (int pass = 0; pass < 2; pass++) {
+		size_t start = pass == 0 ? q->ra_pos : 0;
+		if (start >= q->ra.len)
+			continue;
+		struct record_batch_walk walk;
+		struct record_batch_header h;
+		size_t pos;
+		record_batch_walk_init(&walk, q->ra.buf + start, q->ra.len - start,
+				       q->ra.len - start, 0);
+		while (record_batch_walk_next(&walk, &h, b, &pos) == 1) {
+			if (h.base_offset == offset) {
+				q->ra_pos = start + pos + b->len;
+				return 1;
+			}
+			if (h.base_offset > offset)
+				break;
+		}
+	}
+	return 0;
+}
+
+/* Refills the read-ahead copy from offset on. */
+static int ra_fill(struct queue *q, int64_t offset)
+{
+	if (!q->ra_init) {
+		writer_init(&q->ra, 256u << 20); /* a limit, not an allocation: one whole batch always fits */
+		q->ra_init = true;
+	}
+	writer_reset(&q->ra);
+	q->ra_first = q->ra_next = -1;
+	q->ra_pos = 0;
+	struct log_read_result rr;
+	int rc = log_read_copy(q->log, offset, QUEUE_READAHEAD_BYTES, &q->ra, &rr);
+	if (rc)
+		return rc;
+	q->ra_first = rr.first_offset;
+	q->ra_next = rr.next_offset;
+	return 0;
+}
+
+/* Drops the read-ahead copy (the queue has nothing ready to read). */
+static void ra_release(struct queue *q)
+{
+	if (q->ra_init) {
+		writer_fini(&q->ra);
+		q->ra_init = false;
+	}
+}
+
 /* Reads the stored batch of entry e into msg (owned data). */
 static int load(struct queue *q, struct entry *e, struct queue_msg *msg)
 {
+	msg->offset = e->offset;
+	msg->redelivered = e->deliveries > 0;
+	msg->delivery_count = e->deliveries;
 	if (e->cached) {
 		/* The copy moves to the receiver. */
-		msg->offset = e->offset;
 		msg->data = e->cached;
 		msg->len = e->size;
-		msg->redelivered = e->deliveries > 0;
-		msg->delivery_count = e->deliveries;
 		e->cached = NULL;
 		q->cache_bytes -= e->size;
 		return 0;
 	}
-	struct writer w;
-	writer_init(&w, (size_t)e->size + 64);
-	struct log_read_result rr;
-	int rc = log_read_copy(q->log, e->offset, 1, &w, &rr);
-	if (!rc && (rr.length <= 0 || rr.first_offset != e->offset))
-		rc = -ERR_CORRUPT;
-	if (rc) {
-		writer_fini(&w);
-		return rc;
+	struct slice b;
+	int rc = 0;
+	if (!ra_find(q, e->offset, &b)) {
+		rc = ra_fill(q, e->offset);
+		if (!rc && !ra_find(q, e->offset, &b))
+			rc = -ERR_CORRUPT;
 	}
-	msg->offset = e->offset;
-	msg->data = writer_take(&w, &msg->len);
-	msg->redelivered = e->deliveries > 0;
-	msg->delivery_count = e->deliveries;
+	if (!rc && b.len != e->size)
+		rc = -ERR_CORRUPT;
+	if (rc)
+		return rc;
+	msg->data = malloc(b.len);
+	if (!msg->data)
+		return -ERR_NOMEM;
+	memcpy(msg->data, b.data, b.len);
+	msg->len = b.len;
 	return 0;
 }
 
@@ -392,10 +459,11 @@ static struct entry *first_ready(struct queue *q, size_t *idx)
 	return at(q, q->hint);
 }
 
-int queue_publish(struct queue *q, uint8_t *batch, size_t len, int64_t expires_at,
+int queue_publish(struct queue *q, uint8_t **batchp, size_t len, int64_t expires_at,
 		  int64_t now_ms, int64_t *offset, struct flusher_file **file,
 		  void (*dropped)(void *arg, struct queue_msg *msg), void *arg)
 {
+	uint8_t *batch = *batchp;
 	bool over_len = q->lim.max_length >= 0 && q->n_ready + 1 > (uint64_t)q->lim.max_length;
 	bool over_bytes = q->lim.max_length_bytes >= 0 &&
 			  q->ready_bytes + len > (uint64_t)q->lim.max_length_bytes;
@@ -407,17 +475,16 @@ int queue_publish(struct queue *q, uint8_t *batch, size_t len, int64_t expires_a
 		return rc;
 	struct entry e = { .offset = r.base_offset, .expires_at = expires_at, .size = (uint32_t)len,
 			   .state = E_READY };
-	if (q->cache_bytes + len <= QUEUE_CACHE_MAX && (e.cached = malloc(len)) != NULL) {
-		memcpy(e.cached, batch, len); /* with its offset already rewritten */
-		q->cache_bytes += len;
-	}
 	rc = ring_push(q, e);
-	if (rc) {
-		if (e.cached) {
-			free(e.cached);
-			q->cache_bytes -= len;
-		}
+	if (rc)
 		return rc;
+	if (q->cache_bytes + len <= QUEUE_CACHE_MAX) {
+		/* The buffer itself (its offset already rewritten) becomes the cached
+		 * copy: no copy, and it is freed by the thread that allocated it
+		 * once delivered. */
+		at(q, q->count - 1)->cached = batch;
+		*batchp = NULL;
+		q->cache_bytes += len;
 	}
 	q->n_ready++;
 	q->ready_bytes += len;
@@ -462,6 +529,7 @@ int queue_next(struct queue *q, int64_t now_ms, struct queue_msg *msg,
 		trim(q);
 		return 1;
 	}
+	ra_release(q);
 	trim(q);
 	return 0;
 }

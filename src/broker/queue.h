@@ -76,15 +76,17 @@ void queue_delete(struct queue *q);
 void queue_set_limits(struct queue *q, const struct queue_limits *lim);
 
 /*
- * Appends one message (len bytes of one record batch, rewritten in place with
- * its offset). expires_at: wall-clock ms after which it is dead (-1 never).
- * Returns 0 with *offset and the segment file for a durability wait
- * (borrowed, see log_append), 1 when the overflow policy refused it
- * (reject-publish), or a negative error. With drop-head, messages dropped to
- * make room are handed to dropped(arg, msg) (the receiver owns msg->data) so
- * the caller can dead-letter them.
+ * Appends one message (len bytes of one record batch at *batch, rewritten in
+ * place with its offset). On success the queue may keep the buffer as its
+ * in-memory copy and then sets *batch to NULL; otherwise (and on any other
+ * return) the caller still owns it. expires_at: wall-clock ms after which it
+ * is dead (-1 never). Returns 0 with *offset and the segment file for a
+ * durability wait (borrowed, see log_append), 1 when the overflow policy
+ * refused it (reject-publish), or a negative error. With drop-head, messages
+ * dropped to make room are handed to dropped(arg, msg) (the receiver owns
+ * msg->data) so the caller can dead-letter them.
  */
-int queue_publish(struct queue *q, uint8_t *batch, size_t len, int64_t expires_at,
+int queue_publish(struct queue *q, uint8_t **batch, size_t len, int64_t expires_at,
 		  int64_t now_ms, int64_t *offset, struct flusher_file **file,
 		  void (*dropped)(void *arg, struct queue_msg *msg), void *arg);
 

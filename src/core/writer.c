@@ -67,6 +67,21 @@ static uint8_t *grow(struct writer *w, size_t n)
 	return p;
 }
 
+void writer_prealloc(struct writer *w, size_t n)
+{
+	if (w->err || n <= w->cap)
+		return;
+	if (n > w->limit)
+		n = w->limit;
+	uint8_t *nb = realloc(w->buf, n);
+	if (!nb) {
+		w->err = -ERR_NOMEM;
+		return;
+	}
+	w->buf = nb;
+	w->cap = n;
+}
+
 static void put_be(uint8_t *p, uint64_t v, int n)
 {
 	for (int i = n - 1; i >= 0; i--) {

@@ -23,6 +23,9 @@ struct writer {
 
 /* Starts an empty writer that may grow up to limit bytes. */
 void writer_init(struct writer *w, size_t limit);
+/* Allocates room for n bytes at once (at most the limit), so a writer whose
+ * final size is known is not grown step by step. Sets err on failure. */
+void writer_prealloc(struct writer *w, size_t n);
 /* Frees the buffer. */
 void writer_fini(struct writer *w);
 /* Forgets the contents, keeps the allocation. */

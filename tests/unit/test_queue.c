@@ -89,7 +89,7 @@ static int64_t publish(struct queue *q, int n)
 	uint8_t *b = message(n, &len);
 	int64_t off;
 	struct flusher_file *f;
-	int rc = queue_publish(q, b, len, -1, 2000, &off, &f, NULL, NULL);
+	int rc = queue_publish(q, &b, len, -1, 2000, &off, &f, NULL, NULL);
 	free(b);
 	assert_int_equal(rc, 0);
 	return off;
@@ -209,13 +209,13 @@ static void test_max_length_policies(void **state)
 	uint8_t *b = message(9, &len);
 	int64_t off;
 	struct flusher_file *f;
-	assert_int_equal(queue_publish(q, b, len, -1, 2000, &off, &f, NULL, NULL), 1);
+	assert_int_equal(queue_publish(q, &b, len, -1, 2000, &off, &f, NULL, NULL), 1);
 	assert_int_equal(queue_ready_count(q), 3);
 	/* drop-head: the oldest goes, handed over for dead-lettering. */
 	lim.overflow = QUEUE_OVERFLOW_DROP_HEAD;
 	queue_set_limits(q, &lim);
 	dropped_count = 0;
-	assert_int_equal(queue_publish(q, b, len, -1, 2000, &off, &f, on_drop, NULL), 0);
+	assert_int_equal(queue_publish(q, &b, len, -1, 2000, &off, &f, on_drop, NULL), 0);
 	free(b);
 	assert_int_equal(dropped_count, 1);
 	assert_int_equal(dropped_first, 0);
@@ -233,7 +233,7 @@ static void test_expiry_and_purge(void **state)
 	uint8_t *b = message(1, &len);
 	int64_t off;
 	struct flusher_file *f;
-	assert_int_equal(queue_publish(q, b, len, 1500, 1000, &off, &f, NULL, NULL), 0);
+	assert_int_equal(queue_publish(q, &b, len, 1500, 1000, &off, &f, NULL, NULL), 0);
 	free(b);
 	publish(q, 2);
 	publish(q, 3);
@@ -292,10 +292,10 @@ static void test_discard_expire_and_recovered_ttl(void **state)
 	int64_t off;
 	struct flusher_file *f;
 	uint8_t *b = message(2, &len);
-	assert_int_equal(queue_publish(q, b, len, 2100, 2000, &off, &f, NULL, NULL), 0);
+	assert_int_equal(queue_publish(q, &b, len, 2100, 2000, &off, &f, NULL, NULL), 0);
 	free(b);
 	b = message(3, &len);
-	assert_int_equal(queue_publish(q, b, len, 2050, 2000, &off, &f, NULL, NULL), 0);
+	assert_int_equal(queue_publish(q, &b, len, 2050, 2000, &off, &f, NULL, NULL), 0);
 	free(b);
 	/* 1 (no expiry) is at the head: nothing expires */
 	struct collected c = { 0 };
