@@ -271,14 +271,14 @@ static bool str_is(struct slice s, const char *str)
 
 /* RabbitMQ arguments Sluice does not implement yet (docs/amqp.md). */
 static const char *const unsupported_args[] = {
-	"x-dead-letter-exchange", "x-dead-letter-routing-key", "x-expires", "x-max-priority",
+	"x-dead-letter-exchange", "x-dead-letter-routing-key", "x-expires",
 	"x-single-active-consumer", "x-queue-master-locator", "x-delivery-limit",
 	"x-max-in-memory-length", "x-max-in-memory-bytes",
 };
 
 /*
  * Turns queue.declare arguments into bqueue_args: x-message-ttl,
- * x-max-length, x-max-length-bytes, x-overflow, x-queue-type classic,
+ * x-max-length, x-max-length-bytes, x-overflow, x-max-priority, x-queue-type classic,
  * x-queue-mode (every queue pages to disk anyway). Unknown keys are ignored,
  * as RabbitMQ does. Returns false once an error was raised.
  */
@@ -309,6 +309,18 @@ static bool parse_args(struct amqp_channel *ch, struct slice qname, const struct
 		} else if (str_is(key, "x-max-length-bytes")) {
 			if (!int_arg(ch, qname, k, &v, &a->limits.max_length_bytes))
 				return false;
+		} else if (str_is(key, "x-max-priority")) {
+			/* RabbitMQ's check_max_priority_arg: a non-negative integer <= 255. */
+			int64_t n;
+			if (!int_arg(ch, qname, k, &v, &n))
+				return false;
+			if (n > QUEUE_PRIORITY_MAX) {
+				amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, AMQP_QUEUE_DECLARE,
+						   "invalid arg '%s' for queue '%.*s' in vhost '/': "
+						   "{max_value_exceeded,%lld}", k, SL(qname), (long long)n);
+				return false;
+			}
+			a->max_priority = (int)n;
 		} else if (str_is(key, "x-overflow")) {
 			struct slice s = v.type == AMQP_FIELD_LONGSTR ? v.v.str : (struct slice){ 0 };
 			if (str_is(s, "drop-head"))

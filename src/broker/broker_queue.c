@@ -153,7 +153,7 @@ static int bq_open(struct broker *b, const char *name, const struct bqueue_args 
 	cfg.segment_bytes = 64 << 20; /* acked segments are freed whole: keep them small */
 	cfg.retention_ms = -1;
 	cfg.max_batch_bytes = b->cfg.message_max_bytes;
-	int rc = queue_open(dir, args->durable, &cfg, &q->q);
+	int rc = queue_open(dir, args->durable, args->max_priority, &cfg, &q->q);
 	if (rc) {
 		free(q);
 		return rc;
@@ -661,7 +661,8 @@ static int load_queue(void *arg, const struct catalog_queue *cq)
 	struct bqueue_args args = { .durable = true, .exclusive = cq->exclusive,
 				    .auto_delete = cq->auto_delete,
 				    .limits = { -1, -1, QUEUE_OVERFLOW_DROP_HEAD },
-				    .message_ttl = -1 };
+				    .message_ttl = -1,
+				    .max_priority = QUEUE_PRIORITY_STORED };
 	struct bqueue *q;
 	int rc = bq_open(b, name, &args, &q);
 	if (!rc)

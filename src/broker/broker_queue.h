@@ -42,6 +42,7 @@ struct bqueue_args {
 	bool auto_delete;           /* deleted when its last consumer cancels */
 	struct queue_limits limits; /* x-max-length, x-max-length-bytes, x-overflow */
 	int64_t message_ttl;        /* x-message-ttl in ms, -1 none */
+	int max_priority;           /* x-max-priority: 0 none, 1..255, or QUEUE_PRIORITY_STORED */
 	struct slice arguments;     /* the encoded argument table, stored as is */
 };
 
