@@ -24,7 +24,8 @@
  * unacked messages come back. Delivery marks in the same file let a restart
  * set redelivered on messages that had been delivered. Once every message of
  * a segment is acked the segment is deleted (log_delete_before) and the ack
- * file is rewritten without what lies below the ack floor.
+ * file is rewritten without what lies below the ack floor. A durable priority
+ * queue also keeps its maximum priority in DIR/priority, written at creation.
  *
  * Threads: a queue is owned by one thread; every call below comes from it (the
  * broker posts work to the owner, as for partitions). Not thread-safe itself.
