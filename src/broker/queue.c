@@ -31,7 +31,7 @@
  *
  * The next message is the first ready entry of the highest level set in the
  * mask (a find-last-set over four words), found from that level's hint, which
- * skips only entries of the same level that are unacked; so choosing costs
+ * skips only entries of the same level that are no longer ready; so choosing costs
  * O(1) plus the same amortised skipping as a plain queue, never a walk over
  * the other levels. A message's level is min(its priority, P), the priority
  * read from the record header QUEUE_PRIORITY_HEADER at publish and rebuild.
