@@ -253,6 +253,8 @@ struct amqp_message {
 	struct slice props_raw;   /* basic properties: flags words + property list */
 	struct slice body;
 	int64_t timestamp_ms;     /* when it was published (decode only) */
+	uint8_t priority;         /* basic.priority, 0 if absent (encode only: the stored
+				   * QUEUE_PRIORITY_HEADER for priority queues) */
 };
 /* Encodes m as one record batch (owned by the caller). Returns 0 or an error. */
 int amqp_message_encode(const struct amqp_message *m, int64_t now_ms, uint8_t **out,

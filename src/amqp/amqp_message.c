@@ -12,6 +12,10 @@
  *                             property flags and property list of the content
  *                             header (AMQP 0-9-1 4.2.6.1), so delivery sends
  *                             them back without decoding or re-encoding
+ *   header "x-priority"       (QUEUE_PRIORITY_HEADER, broker/queue.h) one byte,
+ *                             the priority property when it is above 0: a
+ *                             copy the queue can read without parsing AMQP
+ *                             properties (priority queues, x-max-priority)
  *   timestamp      the wall-clock ms of the publish
  *
  * Stored bytes are untrusted on the way back (a damaged log): decoding goes
@@ -22,27 +26,30 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker/queue.h"
 #include "core/err.h"
 #include "storage/record_batch.h"
 
 #define HDR_EXCHANGE "x-amqp-exchange"
 #define HDR_PROPS "x-amqp-props"
 
-/* Bytes a stored message takes beyond its body, key, exchange and properties. */
-#define BATCH_OVERHEAD 128
+/* Bytes a stored message takes beyond its body, key, exchange and properties
+ * (batch header 61, record and header framing, the three header names). */
+#define BATCH_OVERHEAD 160
 
 int amqp_message_encode(const struct amqp_message *m, int64_t now_ms, uint8_t **out,
 			size_t *out_len)
 {
-	const struct record_batch_kv headers[2] = {
+	const struct record_batch_kv headers[3] = {
 		{ amqp_slice_str(HDR_EXCHANGE), m->exchange.data ? m->exchange : amqp_slice_str("") },
 		{ amqp_slice_str(HDR_PROPS), m->props_raw.data ? m->props_raw : amqp_slice_str("") },
+		{ amqp_slice_str(QUEUE_PRIORITY_HEADER), { &m->priority, 1 } },
 	};
 	struct record_batch_rec rec = {
 		.key = m->routing_key.data ? m->routing_key : amqp_slice_str(""),
 		.value = m->body.data ? m->body : amqp_slice_str(""),
 		.headers = headers,
-		.header_count = 2,
+		.header_count = m->priority > 0 ? 3 : 2, /* priority 0 is the default: no header */
 	};
 	struct record_batch_params p;
 	record_batch_params_init(&p);

@@ -215,6 +215,7 @@ static void publish_finish(struct amqp_channel *ch)
 		.routing_key = { p->routing_key, p->key_len },
 		.props_raw = h.props_raw,
 		.body = { p->body ? p->body : (const uint8_t *)"", p->body_len },
+		.priority = props->flags & AMQP_BASIC_FLAG_PRIORITY ? props->priority : 0,
 	};
 	const void *headers = props->flags & AMQP_BASIC_FLAG_HEADERS ? &props->headers : NULL;
 	int rc = exchange_route(s->exchanges, m.exchange, m.routing_key, headers, &ch->dests);

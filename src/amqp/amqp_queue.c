@@ -309,16 +309,16 @@ static bool str_is(struct slice s, const char *str)
 
 /* RabbitMQ arguments Sluice does not implement yet (docs/amqp.md). */
 static const char *const unsupported_args[] = {
-	"x-max-priority", "x-single-active-consumer", "x-queue-master-locator",
-	"x-delivery-limit", "x-max-in-memory-length", "x-max-in-memory-bytes",
+	"x-single-active-consumer", "x-queue-master-locator", "x-delivery-limit",
+	"x-max-in-memory-length", "x-max-in-memory-bytes",
 };
 
 /*
  * Turns queue.declare arguments into bqueue_args: x-message-ttl, x-expires,
  * x-max-length, x-max-length-bytes, x-overflow, x-dead-letter-exchange,
- * x-dead-letter-routing-key, x-queue-type classic, x-queue-mode (every queue
- * pages to disk anyway). Unknown keys are ignored, as RabbitMQ does. Returns
- * 0, or -1 with the reply code and text in *e.
+ * x-dead-letter-routing-key, x-max-priority, x-queue-type classic,
+ * x-queue-mode (every queue pages to disk anyway). Unknown keys are ignored,
+ * as RabbitMQ does. Returns 0, or -1 with the reply code and text in *e.
  */
 static int args_parse(struct slice qname, const struct amqp_table *t, struct bqueue_args *a,
 		      struct args_error *e)
@@ -354,6 +354,15 @@ static int args_parse(struct slice qname, const struct amqp_table *t, struct bqu
 		} else if (str_is(key, "x-dead-letter-routing-key")) {
 			bad = str_arg(e, qname, k, &v, a->dlx_key);
 			a->has_dlx_key = !bad;
+		} else if (str_is(key, "x-max-priority")) {
+			/* RabbitMQ's check_max_priority_arg: a non-negative integer <= 255. */
+			int64_t n = 0;
+			bad = int_arg(e, qname, k, &v, &n);
+			if (!bad && n > QUEUE_PRIORITY_MAX)
+				return args_fail(e, AMQP_PRECONDITION_FAILED,
+						 "invalid arg '%s' for queue '%.*s' in vhost '/': "
+						 "{max_value_exceeded,%lld}", k, SL(qname), (long long)n);
+			a->max_priority = (int)n;
 		} else if (str_is(key, "x-overflow")) {
 			struct slice s = v.type == AMQP_FIELD_LONGSTR ? v.v.str : (struct slice){ 0 };
 			if (str_is(s, "drop-head"))
@@ -428,6 +437,8 @@ static const char *args_differ(const struct bqueue_args *a, const struct bqueue_
 		{ "x-expires", a->expires, cur->expires },
 		{ "x-max-length", a->limits.max_length, cur->limits.max_length },
 		{ "x-max-length-bytes", a->limits.max_length_bytes, cur->limits.max_length_bytes },
+		{ "x-max-priority", a->max_priority ? a->max_priority : -1,
+		  cur->max_priority ? cur->max_priority : -1 },
 	};
 	for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
 		if (ints[i].a == ints[i].cur)

@@ -179,12 +179,13 @@ static int bq_open(struct broker *b, const char *name, const struct bqueue_args 
 	cfg.segment_bytes = 64 << 20; /* acked segments are freed whole: keep them small */
 	cfg.retention_ms = -1;
 	cfg.max_batch_bytes = b->cfg.message_max_bytes;
-	int rc = queue_open(dir, args->durable, &cfg, args->message_ttl, &q->q);
+	int rc = queue_open(dir, args->durable, args->max_priority, &cfg, args->message_ttl, &q->q);
 	if (rc) {
 		free(q);
 		return rc;
 	}
 	queue_set_limits(q->q, &q->limits);
+	q->args.max_priority = (int)queue_max_priority(q->q);
 	atomic_store(&q->ready, queue_ready_count(q->q));
 	*out = q;
 	return 0;
@@ -791,6 +792,8 @@ static int load_queue(void *arg, const struct catalog_queue *cq)
 			  name);
 		bqueue_args_init(&args);
 	}
+	if (!b->qhooks.parse_args)
+		args.max_priority = QUEUE_PRIORITY_STORED; /* as dir/priority says */
 	args.durable = true;
 	args.exclusive = cq->exclusive;
 	args.auto_delete = cq->auto_delete;

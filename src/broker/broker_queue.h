@@ -47,6 +47,7 @@ struct bqueue_args {
 	bool has_dlx_key;           /* x-dead-letter-routing-key given */
 	char dlx[BQUEUE_NAME_MAX + 1];     /* x-dead-letter-exchange */
 	char dlx_key[BQUEUE_NAME_MAX + 1]; /* x-dead-letter-routing-key */
+	int max_priority;           /* x-max-priority: 0 none, 1..255, or QUEUE_PRIORITY_STORED */
 	struct slice arguments;     /* the encoded argument table, stored as is */
 };
 

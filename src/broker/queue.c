@@ -16,6 +16,34 @@
  * consumer that keeps up is served without reading the file back. A delivered
  * message hands its copy to the consumer; requeued or older ones are read back
  * (one pread).
+ *
+ * Priority queues (x-max-priority = P > 0) keep the same ring, so acks,
+ * requeues, trimming and segment deletion work as above, and add one small
+ * index per priority level: a ring of entry numbers (an entry's number is its
+ * ring index plus `base`, the count of entries trimmed so far, so it never
+ * changes while the entry lives), ascending, with that level's own hint and
+ * ready count, and a 256-bit mask of the levels that have ready entries:
+ *
+ *   ring     [0:p1][1:p9][2:p1][3:p9][4:p0][5:p9] ...
+ *   level 9  [1][3][5]      hint ─► first entry of level 9 that may be ready
+ *   level 1  [0][2]
+ *   level 0  [4]            ready_mask: bits 0, 1, 9
+ *
+ * The next message is the first ready entry of the highest level set in the
+ * mask (a find-last-set over four words), found from that level's hint, which
+ * skips only entries of the same level that are no longer ready; so choosing costs
+ * O(1) plus the same amortised skipping as a plain queue, never a walk over
+ * the other levels. A message's level is min(its priority, P), the priority
+ * read from the record header QUEUE_PRIORITY_HEADER at publish and rebuild.
+ * Trimming pops the front of the trimmed entry's level (same order); a
+ * requeue lowers its level's hint to the entry (binary search). A plain queue
+ * has no levels and pays one predictable branch per state change.
+ *
+ * Drop-head (x-max-length) drops what would be delivered next, i.e. the
+ * oldest message of the highest priority, as RabbitMQ 3.10 does
+ * (rabbit_priority_queue:drop/2 walks the priorities from the highest).
+ * Expired messages are dropped when they reach the front of their level's
+ * turn, like RabbitMQ's per-priority dropwhile.
  */
 #include "broker/queue.h"
 
@@ -49,6 +77,15 @@ struct entry {
 	uint32_t size;
 	uint32_t deliveries;
 	uint8_t state;
+	uint8_t prio;       /* level in a priority queue (<= max_priority), else 0 */
+};
+
+/* One priority level's index (priority queues only; see the top comment). */
+struct level {
+	uint64_t *seq;       /* cap numbers; [head, head + count) in use (mod cap), ascending */
+	size_t cap, head, count;
+	size_t hint;         /* relative index: no ready entry of this level before it */
+	uint64_t n_ready;
 };
 
 struct queue {
@@ -71,6 +108,11 @@ struct queue {
 	bool ra_init;
 	int64_t ra_first, ra_next;
 	size_t ra_pos;                 /* where the last lookup ended (sequential reads) */
+	/* Priority queues only (levels NULL otherwise). */
+	unsigned max_priority;         /* x-max-priority */
+	struct level *levels;          /* max_priority + 1, owned */
+	uint64_t base;                 /* number of the entry at ring index 0 */
+	uint64_t ready_mask[4];        /* bit p: levels[p].n_ready > 0 */
 };
 
 static struct entry *at(const struct queue *q, size_t i)
@@ -89,14 +131,113 @@ static void uncache(struct queue *q, struct entry *e)
 }
 
 static void ra_release(struct queue *q);
+/* ---- priority levels ---- */
+
+static uint64_t level_at(const struct level *l, size_t i)
+{
+	return l->seq[(l->head + i) % l->cap];
+}
+
+static int level_push(struct level *l, uint64_t seq)
+{
+	if (l->count == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		uint64_t *r = malloc(cap * sizeof *r);
+		if (!r)
+			return -ERR_NOMEM;
+		for (size_t i = 0; i < l->count; i++)
+			r[i] = level_at(l, i);
+		free(l->seq);
+		l->seq = r;
+		l->cap = cap;
+		l->head = 0;
+	}
+	l->seq[(l->head + l->count++) % l->cap] = seq;
+	return 0;
+}
+
+/* Relative index of entry number seq in level l (it must be there). */
+static size_t level_find(const struct level *l, uint64_t seq)
+{
+	size_t lo = 0, hi = l->count;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (level_at(l, mid) < seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* The highest level with a ready entry, or -1. */
+static int top_level(const struct queue *q)
+{
+	for (int w = 3; w >= 0; w--)
+		if (q->ready_mask[w])
+			return w * 64 + 63 - __builtin_clzll(q->ready_mask[w]);
+	return -1;
+}
+
+/* Counts entry e as ready (again). */
+static void ready_add(struct queue *q, const struct entry *e)
+{
+	q->n_ready++;
+	q->ready_bytes += e->size;
+	if (q->levels && q->levels[e->prio].n_ready++ == 0)
+		q->ready_mask[e->prio / 64] |= 1ull << (e->prio % 64);
+}
+
+/* Counts entry e as no longer ready. */
+static void ready_sub(struct queue *q, const struct entry *e)
+{
+	q->n_ready--;
+	q->ready_bytes -= e->size;
+	if (q->levels && --q->levels[e->prio].n_ready == 0)
+		q->ready_mask[e->prio / 64] &= ~(1ull << (e->prio % 64));
+}
+
+/*
+ * The priority stored in a batch's QUEUE_PRIORITY_HEADER (0 without one, or
+ * when the batch cannot be read), capped at the queue's max.
+ */
+static uint8_t batch_priority(const struct queue *q, const uint8_t *batch, size_t len)
+{
+	struct record_batch_iter it;
+	struct record_batch_record rec;
+	struct record_batch_kv kv;
+	unsigned p = 0;
+	if (record_batch_iter_init(&it, batch, len) || record_batch_iter_next(&it, &rec) != 1)
+		return 0;
+	const size_t hlen = sizeof QUEUE_PRIORITY_HEADER - 1;
+	while (record_batch_header_next(&rec, &kv) == 1) {
+		if (kv.key.len == hlen && memcmp(kv.key.data, QUEUE_PRIORITY_HEADER, hlen) == 0 &&
+		    kv.value.data && kv.value.len == 1) {
+			p = kv.value.data[0];
+			break;
+		}
+	}
+	return (uint8_t)(p < q->max_priority ? p : q->max_priority);
+}
+
+/* ---- the ring ---- */
 
 static int ring_push(struct queue *q, struct entry e)
 {
+	if (q->levels) {
+		/* The level first: on failure nothing has changed. */
+		int rc = level_push(&q->levels[e.prio], q->base + q->count);
+		if (rc)
+			return rc;
+	}
 	if (q->count == q->cap) {
 		size_t cap = q->cap ? q->cap * 2 : 64;
 		struct entry *r = malloc(cap * sizeof *r);
-		if (!r)
+		if (!r) {
+			if (q->levels)
+				q->levels[e.prio].count--; /* undo the push above */
 			return -ERR_NOMEM;
+		}
 		for (size_t i = 0; i < q->count; i++)
 			r[i] = *at(q, i);
 		free(q->ring);
@@ -148,6 +289,15 @@ static void trim(struct queue *q)
 {
 	bool moved = false;
 	while (q->count > 0 && at(q, 0)->state >= E_ACKED) {
+		if (q->levels) {
+			/* The entry is also the front of its level (same order). */
+			struct level *l = &q->levels[at(q, 0)->prio];
+			l->head = (l->head + 1) % l->cap;
+			l->count--;
+			if (l->hint > 0)
+				l->hint--;
+			q->base++;
+		}
 		q->head = (q->head + 1) % q->cap;
 		q->count--;
 		if (q->hint > 0)
@@ -241,12 +391,12 @@ static int rebuild(struct queue *q, const struct recovery *rv)
 					   .size = (uint32_t)b.len,
 					   .deliveries = h.base_offset < q->mark ? 1 : 0,
 					   .state = acked ? E_ACKED : E_READY };
+			if (q->levels && !acked)
+				e.prio = batch_priority(q, b.data, b.len);
 			if ((rc = ring_push(q, e)))
 				break;
-			if (!acked) {
-				q->n_ready++;
-				q->ready_bytes += b.len;
-			}
+			if (!acked)
+				ready_add(q, &e);
 		}
 		off = rr.next_offset;
 	}
@@ -262,9 +412,65 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 	return remove(path) ? -errno : 0;
 }
 
-int queue_open(const char *dir, bool durable, const struct log_config *cfg, int64_t message_ttl,
-	       struct queue **out)
+/*
+ * dir/priority: a durable priority queue's x-max-priority in decimal, written
+ * once when the queue is created (format 1: one number and a newline; no file
+ * is a plain queue), so a restart rebuilds the levels before reading any
+ * message.
+ */
+static int priority_file_read(const char *dir, unsigned *out)
 {
+	char path[4200];
+	snprintf(path, sizeof path, "%s/priority", dir);
+	*out = 0;
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return errno == ENOENT ? 0 : -errno;
+	unsigned v;
+	int n = fscanf(f, "%u", &v);
+	fclose(f);
+	if (n != 1 || v > QUEUE_PRIORITY_MAX)
+		return -ERR_CORRUPT;
+	*out = v;
+	return 0;
+}
+
+/* Writes dir/priority (removes it for 0), durably: temp file, fsync, rename. */
+static int priority_file_write(const char *dir, unsigned max)
+{
+	char path[4200], tmp[4300];
+	snprintf(path, sizeof path, "%s/priority", dir);
+	if (max == 0)
+		return unlink(path) && errno != ENOENT ? -errno : 0;
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	FILE *f = fopen(tmp, "w");
+	if (!f)
+		return -errno;
+	int rc = fprintf(f, "%u\n", max) < 0 || fflush(f) || fsync(fileno(f)) ? -errno : 0;
+	if (fclose(f) && !rc)
+		rc = -errno;
+	if (!rc && rename(tmp, path))
+		rc = -errno;
+	if (rc)
+		unlink(tmp);
+	return rc;
+}
+
+/* Sets up the priority levels for max (0: none). */
+static int levels_init(struct queue *q, unsigned max)
+{
+	q->max_priority = max;
+	if (max == 0)
+		return 0;
+	q->levels = calloc(max + 1, sizeof *q->levels);
+	return q->levels ? 0 : -ERR_NOMEM;
+}
+
+int queue_open(const char *dir, bool durable, int max_priority, const struct log_config *cfg,
+	       int64_t message_ttl, struct queue **out)
+{
+	if (max_priority < QUEUE_PRIORITY_STORED || max_priority > QUEUE_PRIORITY_MAX)
+		return -ERR_INVALID;
 	struct queue *q = calloc(1, sizeof *q);
 	if (!q)
 		return -ERR_NOMEM;
@@ -279,6 +485,13 @@ int queue_open(const char *dir, bool durable, const struct log_config *cfg, int6
 	char logdir[4200];
 	snprintf(logdir, sizeof logdir, "%s/log", dir);
 	int rc = mkdir(dir, 0755) && errno != EEXIST ? -errno : 0;
+	unsigned max = max_priority > 0 ? (unsigned)max_priority : 0;
+	if (!rc && max_priority == QUEUE_PRIORITY_STORED)
+		rc = durable ? priority_file_read(dir, &max) : 0;
+	else if (!rc && durable)
+		rc = priority_file_write(dir, max);
+	if (!rc)
+		rc = levels_init(q, max);
 	if (!rc)
 		rc = log_open(logdir, cfg, clock_now_ms(), &q->log);
 	if (!rc && durable) {
@@ -319,6 +532,9 @@ void queue_close(struct queue *q)
 		uncache(q, at(q, i));
 	ra_release(q);
 	free(q->ring);
+	for (unsigned p = 0; q->levels && p <= q->max_priority; p++)
+		free(q->levels[p].seq);
+	free(q->levels);
 	free(q);
 }
 
@@ -329,6 +545,8 @@ void queue_delete(struct queue *q)
 	q->acks = NULL;
 	char path[4200];
 	snprintf(path, sizeof path, "%s/acks", q->dir);
+	unlink(path);
+	snprintf(path, sizeof path, "%s/priority", q->dir);
 	unlink(path);
 	int rc = log_delete(q->log);
 	if (rc)
@@ -397,6 +615,11 @@ static void ra_release(struct queue *q)
 	}
 }
 
+unsigned queue_max_priority(const struct queue *q)
+{
+	return q->max_priority;
+}
+
 /* Reads the stored batch of entry e into msg (owned data). */
 static int load(struct queue *q, struct entry *e, struct queue_msg *msg)
 {
@@ -441,21 +664,32 @@ static void kill_entry(struct queue *q, struct entry *e,
 	}
 	uncache(q, e);
 	e->state = E_DEAD;
-	q->n_ready--;
-	q->ready_bytes -= e->size;
+	ready_sub(q, e);
 	if (q->acks)
 		ack_log_ack(q->acks, e->offset); /* gone for good: never redeliver */
 	q->acks_since_rewrite++;
 }
 
-/* The first ready entry from the hint on, or NULL; moves the hint. */
-static struct entry *first_ready(struct queue *q, size_t *idx)
+/*
+ * The next ready entry to deliver, or NULL: the first from the hint on, or in
+ * a priority queue the first of the highest ready level. Moves the hint.
+ */
+static struct entry *first_ready(struct queue *q)
 {
+	if (q->levels) {
+		int p = top_level(q);
+		if (p < 0)
+			return NULL;
+		struct level *l = &q->levels[p];
+		/* n_ready > 0: the loop ends on a ready entry before l->count. */
+		while (at(q, (size_t)(level_at(l, l->hint) - q->base))->state != E_READY)
+			l->hint++;
+		return at(q, (size_t)(level_at(l, l->hint) - q->base));
+	}
 	while (q->hint < q->count && at(q, q->hint)->state != E_READY)
 		q->hint++;
 	if (q->hint == q->count)
 		return NULL;
-	*idx = q->hint;
 	return at(q, q->hint);
 }
 
@@ -475,6 +709,8 @@ int queue_publish(struct queue *q, uint8_t **batchp, size_t len, int64_t expires
 		return rc;
 	struct entry e = { .offset = r.base_offset, .expires_at = expires_at, .size = (uint32_t)len,
 			   .state = E_READY };
+	if (q->levels)
+		e.prio = batch_priority(q, batch, len);
 	rc = ring_push(q, e);
 	if (rc)
 		return rc;
@@ -486,16 +722,14 @@ int queue_publish(struct queue *q, uint8_t **batchp, size_t len, int64_t expires
 		*batchp = NULL;
 		q->cache_bytes += len;
 	}
-	q->n_ready++;
-	q->ready_bytes += len;
+	ready_add(q, &e);
 	*offset = r.base_offset;
 	*file = r.file;
-	/* drop-head: the oldest ready messages make room (RabbitMQ's default). */
-	size_t idx;
+	/* drop-head: what would be delivered next makes room (RabbitMQ's default). */
 	struct entry *head;
 	while (((q->lim.max_length >= 0 && q->n_ready > (uint64_t)q->lim.max_length) ||
 		(q->lim.max_length_bytes >= 0 && q->ready_bytes > (uint64_t)q->lim.max_length_bytes)) &&
-	       (head = first_ready(q, &idx)) != NULL)
+	       (head = first_ready(q)) != NULL)
 		kill_entry(q, head, dropped, arg);
 	trim(q);
 	return 0;
@@ -504,9 +738,8 @@ int queue_publish(struct queue *q, uint8_t **batchp, size_t len, int64_t expires
 int queue_next(struct queue *q, int64_t now_ms, struct queue_msg *msg,
 	       void (*expired)(void *arg, struct queue_msg *msg), void *arg)
 {
-	size_t idx;
 	struct entry *e;
-	while ((e = first_ready(q, &idx)) != NULL) {
+	while ((e = first_ready(q)) != NULL) {
 		if (e->expires_at >= 0 && e->expires_at <= now_ms) {
 			kill_entry(q, e, expired, arg);
 			continue;
@@ -517,8 +750,7 @@ int queue_next(struct queue *q, int64_t now_ms, struct queue_msg *msg,
 		e->state = E_UNACKED;
 		e->deliveries++;
 		msg->delivery_count = e->deliveries;
-		q->n_ready--;
-		q->ready_bytes -= e->size;
+		ready_sub(q, e);
 		q->n_unacked++;
 		if (q->acks && e->offset >= q->mark) {
 			/* Persisted before the message leaves, so a restart flags exactly
@@ -559,10 +791,15 @@ int queue_requeue(struct queue *q, int64_t offset)
 	struct entry *e = at(q, (size_t)i);
 	e->state = E_READY;
 	q->n_unacked--;
-	q->n_ready++;
-	q->ready_bytes += e->size;
+	ready_add(q, e);
 	if ((size_t)i < q->hint)
 		q->hint = (size_t)i;
+	if (q->levels) {
+		struct level *l = &q->levels[e->prio];
+		size_t j = level_find(l, q->base + (size_t)i);
+		if (j < l->hint)
+			l->hint = j;
+	}
 	return 0;
 }
 
@@ -587,9 +824,8 @@ uint64_t queue_expire(struct queue *q, int64_t now_ms,
 		      void (*expired)(void *arg, struct queue_msg *msg), void *arg)
 {
 	uint64_t n = 0;
-	size_t idx;
 	struct entry *e;
-	while ((e = first_ready(q, &idx)) != NULL && e->expires_at >= 0 && e->expires_at <= now_ms) {
+	while ((e = first_ready(q)) != NULL && e->expires_at >= 0 && e->expires_at <= now_ms) {
 		kill_entry(q, e, expired, arg);
 		n++;
 	}
@@ -600,8 +836,7 @@ uint64_t queue_expire(struct queue *q, int64_t now_ms,
 
 int64_t queue_head_expiry(struct queue *q)
 {
-	size_t idx;
-	struct entry *e = first_ready(q, &idx);
+	struct entry *e = first_ready(q);
 	return e ? e->expires_at : -1;
 }
 

@@ -5,8 +5,9 @@
  * which stored messages are ready, which are delivered and waiting for an ack,
  * which are acked. Each message is one record batch, opaque to the queue (the
  * AMQP front end encodes routing key, properties and body into it); the queue
- * knows only its offset, size, and the expiry time and priority the caller
- * gives.
+ * knows only its offset, size, the expiry time the caller gives and, in a
+ * priority queue, the priority the front end wrote into the record header
+ * QUEUE_PRIORITY_HEADER.
  *
  *   publish ──► log append ──► ready ──deliver──► unacked ──ack──► acked
  *                                ▲                   │
@@ -14,14 +15,17 @@
  *
  * Order: ready messages leave in offset order; a requeued message goes back
  * to its original place, so it is delivered again before younger ones
- * (RabbitMQ's behaviour), with redelivered set.
+ * (RabbitMQ's behaviour), with redelivered set. A priority queue (RabbitMQ's
+ * x-max-priority, max_priority > 0) delivers its highest priority first, in
+ * that order within each priority.
  *
  * Durability (durable queues): the log holds the messages; acks are appended
  * to DIR/acks (8-byte offsets; the log is DIR/log) as they happen, so after kill -9 exactly the
  * unacked messages come back. Delivery marks in the same file let a restart
  * set redelivered on messages that had been delivered. Once every message of
  * a segment is acked the segment is deleted (log_delete_before) and the ack
- * file is rewritten without what lies below the ack floor.
+ * file is rewritten without what lies below the ack floor. A durable priority
+ * queue also keeps its maximum priority in DIR/priority, written at creation.
  *
  * Threads: a queue is owned by one thread; every call below comes from it (the
  * broker posts work to the owner, as for partitions). Not thread-safe itself.
@@ -37,6 +41,19 @@
 
 struct queue;
 struct flusher_file;
+
+/*
+ * The record header holding a message's priority: a value of one byte
+ * (0-255). Written by the front end (amqp_message.c) into the stored batch of
+ * a message with a priority above 0, and read back by priority queues when
+ * the message is published and when the queue is rebuilt at open, so the
+ * queue never needs to understand the protocol's properties. No header: 0.
+ */
+#define QUEUE_PRIORITY_HEADER "x-priority"
+/* Highest x-max-priority (RabbitMQ's MAX_SUPPORTED_PRIORITY). */
+#define QUEUE_PRIORITY_MAX 255
+/* queue_open's max_priority for "as the queue was created" (reopening at start). */
+#define QUEUE_PRIORITY_STORED (-1)
 
 /* What to do when a publish would pass max_length / max_length_bytes. */
 enum queue_overflow {
@@ -62,12 +79,18 @@ struct queue_msg {
 
 /*
  * Opens (creating) the queue stored in dir. durable: acks are logged and the
- * queue survives restarts; else the directory is wiped at open. Recovers
- * messages and ack state; a recovered message expires message_ttl ms (-1:
- * never) after it was published. Returns 0 or a negative error.
+ * queue survives restarts; else the directory is wiped at open. max_priority:
+ * 0 for a plain queue, 1..QUEUE_PRIORITY_MAX for a priority queue (kept in
+ * dir/priority by a durable queue), or QUEUE_PRIORITY_STORED to reopen with
+ * what dir/priority says (0 without one). Recovers messages, their
+ * priorities and ack state; a recovered message expires message_ttl ms (-1:
+ * never) after it was published. Returns 0 or a negative error (-ERR_INVALID
+ * for a max_priority out of range).
  */
-int queue_open(const char *dir, bool durable, const struct log_config *cfg, int64_t message_ttl,
-	       struct queue **out);
+int queue_open(const char *dir, bool durable, int max_priority, const struct log_config *cfg,
+	       int64_t message_ttl, struct queue **out);
+/* The queue's max priority (0: not a priority queue). */
+unsigned queue_max_priority(const struct queue *q);
 /* Closes (syncing acks) and frees. */
 void queue_close(struct queue *q);
 /* Closes and removes everything on disk (queue.delete). */
@@ -84,14 +107,17 @@ void queue_set_limits(struct queue *q, const struct queue_limits *lim);
  * durability wait (borrowed, see log_append), 1 when the overflow policy
  * refused it (reject-publish), or a negative error. With drop-head, messages
  * dropped to make room are handed to dropped(arg, msg) (the receiver owns
- * msg->data) so the caller can dead-letter them.
+ * msg->data) so the caller can dead-letter them; the dropped ones are those
+ * queue_next would take first (in a priority queue: the oldest of the highest
+ * priority, as RabbitMQ's rabbit_priority_queue:drop/2).
  */
 int queue_publish(struct queue *q, uint8_t **batch, size_t len, int64_t expires_at,
 		  int64_t now_ms, int64_t *offset, struct flusher_file **file,
 		  void (*dropped)(void *arg, struct queue_msg *msg), void *arg);
 
 /*
- * Takes the next ready, unexpired message into *msg (delivered, unacked).
+ * Takes the next ready, unexpired message into *msg (delivered, unacked): the
+ * oldest ready one, or in a priority queue the oldest of the highest priority.
  * Expired messages met on the way are handed to expired(arg, msg) (may be NULL:
  * they are just dropped). Returns 1 with a message, 0 when none is ready, or a
  * negative error (a log read failed).
