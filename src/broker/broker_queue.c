@@ -44,6 +44,7 @@ struct bqueue {
 	struct bqueue_args args;      /* as declared (arguments.data NULL); immutable */
 	_Atomic int64_t last_used;    /* wall-clock ms of the last declare/consume/get */
 	int64_t next_expiry;          /* owner: when the head message expires, -1 none */
+	struct loop_deferred later;   /* owner: dispatch + flush at the end of a burst */
 	struct loop *owner;
 	struct queue *q;              /* owner thread only; NULL once deleted */
 	struct consumer *consumers;   /* owner thread only */
@@ -146,6 +147,8 @@ static void queue_dir(struct broker *b, const char *name, bool durable, char *ou
 		snprintf(out + k, n - (size_t)k, "_");
 }
 
+static void run_later(void *arg);
+
 /* Builds and opens a queue (storage on the calling thread; moved to its owner after). */
 static int bq_open(struct broker *b, const char *name, const struct bqueue_args *args,
 		   struct bqueue **out)
@@ -166,6 +169,8 @@ static int bq_open(struct broker *b, const char *name, const struct bqueue_args 
 	q->next_expiry = -1;
 	atomic_init(&q->last_used, clock_now_ms());
 	q->owner = owner_for(b, name);
+	q->later.fn = run_later;
+	q->later.arg = q;
 	char parent[4300], dir[4400];
 	snprintf(parent, sizeof parent, "%s/%s", b->cfg.data_dir,
 		 args->durable ? "queues" : "queues-transient");
@@ -342,6 +347,14 @@ static void queue_delivery(struct consumer *c, struct queue_msg *m)
 
 static void flush_pending(struct bqueue *q)
 {
+	bool any = false;
+	for (struct consumer *c = q->consumers; c; c = c->next)
+		any |= c->pending != NULL;
+	if (!any)
+		return;
+	/* The delivery marks reach the file before the messages leave. */
+	if (q->q)
+		queue_flush(q->q);
 	for (struct consumer *c = q->consumers; c; c = c->next) {
 		if (c->pending) {
 			delivery_post(c->reply, c->pending);
@@ -421,6 +434,26 @@ static void dispatch(struct bqueue *q)
 	}
 	flush_pending(q);
 	update_counts(q);
+}
+
+/* The end of a burst on the owner: one dispatch and one write for it all. */
+static void run_later(void *arg)
+{
+	struct bqueue *q = arg;
+	dispatch(q);
+	if (q->q)
+		queue_flush(q->q);
+	bqueue_release(q);
+}
+
+/* Dispatches (and writes what was buffered) once the owner's current batch of
+ * messages is done. Owner thread. */
+static void schedule(struct bqueue *q)
+{
+	if (q->later.queued)
+		return;
+	bq_ref(q);
+	loop_defer(q->owner, &q->later);
 }
 
 struct op {
@@ -525,8 +558,13 @@ static void publish_on_owner(void *p)
 	op->batch = NULL;
 	op->status = rc;
 	op->n = (uint64_t)off;
-	dispatch(q);
+	update_counts(q);
+	schedule(q);
 	struct flusher *fl = q->b->flusher;
+	/* A confirm of a persistent message in a durable queue promises it is
+	 * written (and, with log.flush=batch, synced): no buffering then. */
+	if (rc == 0 && q->durable && op->persistent && op->done && queue_flush(q->q))
+		op->status = -ERR_IO;
 	if (rc == 0 && q->durable && op->persistent && op->done && fl &&
 	    flusher_policy(fl) == CONFIG_FLUSH_BATCH) {
 		if (flusher_sync(fl, file, synced, op) == 0)
@@ -657,7 +695,8 @@ static void settle_on_owner(void *p)
 		if (rc)
 			diag_debug("queue", "%s: settling offset %lld: %s", q->name,
 				   (long long)op->offset, err_str(rc));
-		dispatch(q);
+		update_counts(q);
+		schedule(q);
 	}
 	op_finish(op);
 }
@@ -679,6 +718,8 @@ static void fetch_on_owner(void *p)
 	struct bqueue *q = op->q;
 	struct queue_msg m;
 	int rc = q->q ? queue_next(q->q, clock_now_ms(), &m, death_cb(q, 0), q) : 0;
+	if (rc == 1)
+		queue_flush(q->q); /* its delivery mark, before it leaves */
 	if (rc == 1 && op->no_ack)
 		queue_ack(q->q, m.offset);
 	update_counts(q);

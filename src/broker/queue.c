@@ -67,6 +67,8 @@ enum entry_state { E_READY, E_UNACKED, E_ACKED, E_DEAD };
 
 /* Bytes of message copies one queue keeps in memory (see above). */
 #define QUEUE_CACHE_MAX (8u << 20)
+/* Appends buffered in memory before one write (queue_flush writes sooner). */
+#define QUEUE_WRITE_BUFFER (64u << 10)
 /* Bytes read from the log at once for messages not in the cache. */
 #define QUEUE_READAHEAD_BYTES (256u << 10)
 
@@ -317,16 +319,17 @@ static void trim(struct queue *q)
 		diag_warn("queue", "%s: freeing acked segments: %s", q->dir, err_str(rc));
 	if (!q->acks || q->acks_since_rewrite < 4096)
 		return;
-	/* Rewrite the ack file with the acks still above the floor. */
+	/* Rewrite the ack file with the acks still above the floor; dead
+	 * (dropped, expired, purged) messages are recorded as acks too. */
 	size_t n = 0;
 	for (size_t i = 0; i < q->count; i++)
-		n += at(q, i)->state == E_ACKED;
+		n += at(q, i)->state >= E_ACKED;
 	int64_t *list = malloc((n ? n : 1) * sizeof *list);
 	if (!list)
 		return;
 	n = 0;
 	for (size_t i = 0; i < q->count; i++)
-		if (at(q, i)->state == E_ACKED)
+		if (at(q, i)->state >= E_ACKED)
 			list[n++] = at(q, i)->offset;
 	if (ack_log_rewrite(q->acks, list, n, q->mark) == 0)
 		q->acks_since_rewrite = 0;
@@ -513,8 +516,20 @@ int queue_open(const char *dir, bool durable, int max_priority, const struct log
 		return rc;
 	}
 	trim(q);
+	log_set_write_buffer(q->log, QUEUE_WRITE_BUFFER);
 	*out = q;
 	return 0;
+}
+
+int queue_flush(struct queue *q)
+{
+	int rc = log_flush_buffer(q->log);
+	if (q->acks) {
+		int r2 = ack_log_flush(q->acks);
+		if (!rc)
+			rc = r2;
+	}
+	return rc;
 }
 
 void queue_close(struct queue *q)

@@ -95,6 +95,13 @@ unsigned queue_max_priority(const struct queue *q);
 void queue_close(struct queue *q);
 /* Closes and removes everything on disk (queue.delete). */
 void queue_delete(struct queue *q);
+/*
+ * Writes what the queue buffers in memory: appended messages (up to 64 KiB)
+ * and ack-file entries. Call before acknowledging a publish that must
+ * survive a process crash, before a delivery leaves (its delivery mark), and
+ * at the end of each burst of work. 0 or a negative error.
+ */
+int queue_flush(struct queue *q);
 /* Replaces the length limits. */
 void queue_set_limits(struct queue *q, const struct queue_limits *lim);
 

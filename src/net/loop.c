@@ -51,6 +51,8 @@ struct loop {
 	uv_async_t async;
 	struct loop_member members; /* sentinel of a circular list */
 	int stopping;               /* the stop message ran */
+	struct loop_deferred *deferred;  /* loop_defer list, LIFO */
+	int draining;                    /* inside loop_drain */
 	int close_result;           /* uv_loop_close's result, read after join */
 	int index;
 	struct loop_group *group;
@@ -100,15 +102,44 @@ static struct loop_msg *queue_pop(struct loop *loop)
 	return NULL;
 }
 
+static void run_deferred(struct loop *loop)
+{
+	while (loop->deferred) {
+		struct loop_deferred *d = loop->deferred;
+		loop->deferred = d->next;
+		d->next = NULL;
+		d->queued = 0;
+		d->fn(d->arg);
+	}
+}
+
 static void loop_drain(struct loop *loop)
 {
 	struct loop_msg *m;
-	while ((m = queue_pop(loop)) != NULL) {
-		loop_fn fn = m->fn;
-		void *arg = m->arg;
-		free(m);
-		fn(arg);
+	loop->draining = 1;
+	for (;;) {
+		while ((m = queue_pop(loop)) != NULL) {
+			loop_fn fn = m->fn;
+			void *arg = m->arg;
+			free(m);
+			fn(arg);
+		}
+		if (!loop->deferred)
+			break;
+		run_deferred(loop);
 	}
+	loop->draining = 0;
+}
+
+void loop_defer(struct loop *loop, struct loop_deferred *d)
+{
+	if (d->queued)
+		return;
+	d->queued = 1;
+	d->next = loop->deferred;
+	loop->deferred = d;
+	if (!loop->draining)
+		uv_async_send(&loop->async); /* run it on the next turn */
 }
 
 static void close_stray_cb(uv_handle_t *h, void *arg)

@@ -82,6 +82,26 @@ int loop_post(struct loop *loop, loop_fn fn, void *arg);
  */
 int loop_call(struct loop *loop, loop_fn fn, void *arg);
 
+/*
+ * Work deferred to the end of the current batch of messages: a loop drains
+ * every message posted to it, then runs each deferred callback once. Lets an
+ * owner coalesce per-message work (one dispatch and one write for a burst of
+ * publishes). The node is the caller's (embedded, no allocation).
+ */
+struct loop_deferred {
+	struct loop_deferred *next; /* loop's list; internal */
+	loop_fn fn;
+	void *arg;
+	int queued;                 /* internal: on the list */
+};
+/*
+ * Runs d->fn(d->arg) once on the calling loop's thread after the messages
+ * being drained now (or on the next turn when called outside a drain). A node
+ * already queued is left as it is. Loop thread only; the node must stay valid
+ * until fn runs.
+ */
+void loop_defer(struct loop *loop, struct loop_deferred *d);
+
 /* Something living on one loop that must be closed before the loop stops. */
 struct loop_member;
 typedef void (*loop_member_close_fn)(struct loop_member *m);

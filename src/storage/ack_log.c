@@ -18,11 +18,15 @@
 
 #define ENTRY 8
 #define READ_CHUNK (64 * 1024)
+/* Entries buffered before a write (ack_log_flush writes them sooner). */
+#define PENDING_MAX 512
 
 struct ack_log {
 	char *path; /* owned */
 	int fd;
-	int64_t size;
+	int64_t size;                        /* bytes in the file and pending */
+	uint8_t pending[PENDING_MAX * ENTRY]; /* entries not yet written */
+	size_t n_pending;                    /* bytes in pending */
 };
 
 /* Writes all of buf at the end of the file; 0 or a negative errno. */
@@ -40,15 +44,31 @@ static int write_all(int fd, const uint8_t *buf, size_t len)
 	return 0;
 }
 
+int ack_log_flush(struct ack_log *a)
+{
+	if (a->n_pending == 0)
+		return 0;
+	int rc = write_all(a->fd, a->pending, a->n_pending);
+	if (rc) {
+		diag_error("storage", "writing %s: %s", a->path, err_str(rc));
+		return rc; /* kept: retried by the next flush */
+	}
+	a->n_pending = 0;
+	return 0;
+}
+
 static int append_entry(struct ack_log *a, int64_t v)
 {
-	uint8_t b[ENTRY];
-	struct writer w = { .buf = b, .cap = ENTRY, .limit = ENTRY };
+	if (a->n_pending == sizeof a->pending) {
+		int rc = ack_log_flush(a);
+		if (rc)
+			return rc;
+	}
+	struct writer w = { .buf = a->pending + a->n_pending, .cap = ENTRY, .limit = ENTRY };
 	writer_i64(&w, v);
-	int rc = write_all(a->fd, b, ENTRY);
-	if (!rc)
-		a->size += ENTRY;
-	return rc;
+	a->n_pending += ENTRY;
+	a->size += ENTRY;
+	return 0;
 }
 
 int ack_log_open(const char *path, ack_log_fn fn, void *arg, int64_t *mark, struct ack_log **out)
@@ -110,6 +130,7 @@ void ack_log_close(struct ack_log *a)
 {
 	if (!a)
 		return;
+	ack_log_flush(a);
 	if (fdatasync(a->fd))
 		diag_error("storage", "fsync of %s failed: %s", a->path, strerror(errno));
 	close(a->fd);
@@ -160,6 +181,7 @@ int ack_log_rewrite(struct ack_log *a, const int64_t *acks, size_t n, int64_t ma
 	a->fd = fd;
 	lseek(a->fd, 0, SEEK_END);
 	a->size = (int64_t)w.len;
+	a->n_pending = 0; /* the rewrite holds every entry that still matters */
 	writer_fini(&w);
 	return 0;
 }

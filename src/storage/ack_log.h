@@ -9,9 +9,11 @@
  *   offset >= 0      message at that offset was acked
  *   -(mark + 1)      every message below `mark` may have been delivered
  *
- * Entries are written with write(2) as they happen (they survive a process
- * crash; a power loss may forget the last ones, which only means a message is
- * delivered again). A torn last entry is ignored at open. When the queue's ack
+ * Entries are buffered in memory and written with one write(2) by
+ * ack_log_flush (the queue flushes before a delivery leaves and at the end of
+ * each burst of work), or when 512 are pending. Written entries survive a
+ * process crash; a crash may forget pending acks and a power loss the last
+ * written ones, which only means a message is delivered again. A torn last entry is ignored at open. When the queue's ack
  * floor moves, the file is rewritten (temp file, fsync, rename) with only the
  * entries at or above the floor: format version 1, no header.
  *
@@ -35,9 +37,12 @@ typedef void (*ack_log_fn)(void *arg, int64_t offset);
 int ack_log_open(const char *path, ack_log_fn fn, void *arg, int64_t *mark, struct ack_log **out);
 /* fsyncs and closes. */
 void ack_log_close(struct ack_log *a);
-/* Appends an ack of offset. */
+/* Writes the pending entries. 0 or a negative error (they stay pending). */
+int ack_log_flush(struct ack_log *a);
+/* Appends an ack of offset (pending until the next flush). */
 int ack_log_ack(struct ack_log *a, int64_t offset);
-/* Appends a delivery mark: messages below mark may have been delivered. */
+/* Appends a delivery mark: messages below mark may have been delivered.
+ * It must be flushed before such a message leaves the queue. */
 int ack_log_mark(struct ack_log *a, int64_t mark);
 /*
  * Rewrites the file with the given acks (all >= the new floor) and the mark,

@@ -37,6 +37,7 @@ struct log {
 	size_t nsegs;
 	size_t cap;
 	int failed;                 /* 0, or the error of a failed fdatasync (sticky) */
+	size_t write_buffer;        /* log_set_write_buffer: the active segment's buffer */
 };
 
 void log_config_defaults(struct log_config *cfg)
@@ -407,6 +408,17 @@ int log_sync(struct log *log)
 	return rc;
 }
 
+void log_set_write_buffer(struct log *log, size_t bytes)
+{
+	log->write_buffer = bytes;
+	log_segment_set_buffer(active(log), bytes);
+}
+
+int log_flush_buffer(struct log *log)
+{
+	return log_segment_flush(active(log));
+}
+
 int log_close(struct log *log)
 {
 	if (!log)
@@ -503,6 +515,7 @@ static int roll(struct log *log)
 		log_segment_delete(s);
 		return rc;
 	}
+	log_segment_set_buffer(s, log->write_buffer);
 	rc = log_segment_seal(old);
 	if (rc) /* indexes are hints: the segment stays readable, they are rebuilt later */
 		diag_warn(MOD, "%s: writing indexes at roll failed: %s", log_segment_path(old),

@@ -115,6 +115,17 @@ void log_read_result_release(struct log_read_result *r);
 int log_read_copy(struct log *log, int64_t offset, int64_t max_bytes, struct writer *w,
 		  struct log_read_result *out);
 
+/*
+ * Buffers appends of up to bytes in memory (0, the default: every append is
+ * one pwrite). Buffered appends are written by log_flush_buffer, by any read, sync,
+ * roll or close, and when the buffer is full; a process crash loses them, so
+ * a writer that uses this must log_flush_buffer before it acknowledges anything
+ * (broker/queue.c does, before confirms and deliveries).
+ */
+void log_set_write_buffer(struct log *log, size_t bytes);
+/* Writes the buffered appends. 0 or a negative error (they stay buffered). */
+int log_flush_buffer(struct log *log);
+
 /* First offset still stored (the first segment's base offset). */
 int64_t log_start_offset(const struct log *log);
 /* The next offset to assign. */

@@ -59,6 +59,10 @@ struct log_segment {
 	int sealed;              /* no more appends; indexes live in their files */
 	int checked;             /* every index entry was verified or built here */
 	int dirty;               /* appended since the last log_segment_sync */
+	/* Append buffer (log_segment_set_buffer): the last wbuf_len bytes of
+	 * size, not yet written; every read, sync, seal or close writes it first. */
+	uint8_t *wbuf;           /* owned; NULL until first used */
+	size_t wbuf_len, wbuf_cap;
 };
 
 /* Reads a window of the .log; see scan_window. */
@@ -330,6 +334,7 @@ static void segment_free(struct log_segment *s)
 	log_index_free(s->tix);
 	if (s->file)
 		flusher_file_unref(s->file);
+	free(s->wbuf);
 	free(s->log_path);
 	free(s->index_path);
 	free(s->time_path);
@@ -526,8 +531,8 @@ void log_segment_close(struct log_segment *s)
 {
 	if (!s)
 		return;
-	int rc = 0;
-	if (log_index_dirty(s->oix))
+	int rc = log_segment_flush(s);
+	if (rc == 0 && log_index_dirty(s->oix))
 		rc = log_index_persist(s->oix);
 	if (rc == 0 && log_index_dirty(s->tix))
 		rc = log_index_persist(s->tix);
@@ -570,6 +575,47 @@ static int pwrite_full(int fd, const uint8_t *p, size_t len, int64_t pos)
 	return 0;
 }
 
+int log_segment_flush(struct log_segment *s)
+{
+	if (s->wbuf_len == 0)
+		return 0;
+	int rc = pwrite_full(s->fd, s->wbuf, s->wbuf_len, s->size - (int64_t)s->wbuf_len);
+	if (rc) {
+		diag_error(MOD, "%s: writing buffered appends: %s", s->log_path, err_str(rc));
+		return rc; /* kept: retried by the next flush */
+	}
+	s->wbuf_len = 0;
+	return 0;
+}
+
+void log_segment_set_buffer(struct log_segment *s, size_t bytes)
+{
+	if (log_segment_flush(s) == 0 && s->wbuf_cap != bytes) {
+		free(s->wbuf);
+		s->wbuf = NULL;
+		s->wbuf_cap = bytes;
+	}
+}
+
+/* Writes buf at the end: through the append buffer when it fits. */
+static int write_tail(struct log_segment *s, const uint8_t *buf, size_t len)
+{
+	if (s->wbuf_cap == 0 || len > s->wbuf_cap) {
+		int rc = log_segment_flush(s);
+		return rc ? rc : pwrite_full(s->fd, buf, len, s->size);
+	}
+	if (s->wbuf_len + len > s->wbuf_cap) {
+		int rc = log_segment_flush(s);
+		if (rc)
+			return rc;
+	}
+	if (!s->wbuf && !(s->wbuf = malloc(s->wbuf_cap)))
+		return -ERR_NOMEM;
+	memcpy(s->wbuf + s->wbuf_len, buf, len);
+	s->wbuf_len += len;
+	return 0;
+}
+
 int log_segment_append(struct log_segment *s, const uint8_t *buf, size_t len, int64_t now_ms)
 {
 	if (s->sealed)
@@ -605,7 +651,7 @@ int log_segment_append(struct log_segment *s, const uint8_t *buf, size_t len, in
 		next = record_batch_last_offset(&h) + 1;
 	}
 	if (rc == 0)
-		rc = pwrite_full(s->fd, buf, len, s->size);
+		rc = write_tail(s, buf, len);
 	if (rc) {
 		log_index_truncate(s->oix, n_oix);
 		log_index_truncate(s->tix, n_tix);
@@ -614,7 +660,7 @@ int log_segment_append(struct log_segment *s, const uint8_t *buf, size_t len, in
 		s->last_index_pos = last_index_pos;
 		s->roll_base_ms = roll_base;
 		/* a partial write would be overwritten by the next append anyway */
-		if (ftruncate(s->fd, (off_t)s->size) < 0)
+		if (ftruncate(s->fd, (off_t)(s->size - (int64_t)s->wbuf_len)) < 0)
 			diag_warn(MOD, "%s: cannot cut a failed write: %s", s->log_path, strerror(errno));
 		return rc;
 	}
@@ -626,6 +672,9 @@ int log_segment_append(struct log_segment *s, const uint8_t *buf, size_t len, in
 
 int log_segment_sync(struct log_segment *s)
 {
+	int rc = log_segment_flush(s);
+	if (rc)
+		return rc;
 	while (log_segment_fdatasync(s->fd) < 0) {
 		if (errno != EINTR)
 			return errno == EIO ? -ERR_IO : -errno;
@@ -643,6 +692,9 @@ int log_segment_seal(struct log_segment *s)
 {
 	if (s->sealed)
 		return 0;
+	int rc = log_segment_flush(s);
+	if (rc)
+		return rc;
 	s->sealed = 1;
 	return write_indexes(s);
 }
@@ -790,7 +842,10 @@ static int lookup_once(struct log_segment *s, struct scan *sc, const struct look
  */
 static int lookup(struct log_segment *s, const struct lookup *q)
 {
-	int rc = ensure_checked(s);
+	int rc = log_segment_flush(s);
+	if (rc)
+		return rc;
+	rc = ensure_checked(s);
 	if (rc)
 		return rc;
 	uint8_t buf[SCAN_BUF_SMALL];
@@ -837,6 +892,9 @@ int log_segment_find_time(struct log_segment *s, int64_t ts, int64_t *offset)
 
 int log_segment_truncate(struct log_segment *s, int64_t position)
 {
+	int frc = log_segment_flush(s);
+	if (frc)
+		return frc;
 	if (position < 0 || position > s->size)
 		return -ERR_RANGE;
 	if (position == s->size)

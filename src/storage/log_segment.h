@@ -84,6 +84,16 @@ int log_segment_delete(struct log_segment *s);
 int log_segment_append(struct log_segment *s, const uint8_t *buf, size_t len, int64_t now_ms);
 /* fdatasync of the .log; clears the dirty mark. */
 int log_segment_sync(struct log_segment *s);
+/*
+ * Buffers appends of up to bytes in memory (0: write each append at once), so
+ * many small appends cost one pwrite. Buffered bytes are written by
+ * log_segment_flush, by any read, sync, seal, truncate or close, and when the
+ * buffer is full; until then they are lost by a process crash, so only logs
+ * whose writer flushes before acknowledging anything use it.
+ */
+void log_segment_set_buffer(struct log_segment *s, size_t bytes);
+/* Writes the buffered appends. 0 or a negative error (they stay buffered). */
+int log_segment_flush(struct log_segment *s);
 /* True when appends happened since the last log_segment_sync. */
 int log_segment_dirty(const struct log_segment *s);
 /* Ends appends: adds the final time entry and writes both indexes. */

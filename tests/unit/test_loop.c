@@ -324,6 +324,73 @@ static void test_stop_runs_queued_and_closes_everything(void **state)
 	stop_t = NULL;
 }
 
+/* loop_defer: a node deferred many times during one drain runs once, after
+ * every message of that drain; deferring from outside a drain still runs it. */
+struct defer_test {
+	struct loop_deferred d;
+	int msgs_run;            /* loop thread */
+	int msgs_seen_by_defer;  /* msgs_run when the deferred callback ran */
+	int defer_runs;
+	atomic_int done;
+};
+
+static void deferred_cb(void *arg)
+{
+	struct defer_test *t = arg;
+	t->defer_runs++;
+	t->msgs_seen_by_defer = t->msgs_run;
+	atomic_store(&t->done, 1);
+}
+
+static void defer_msg(void *arg)
+{
+	struct defer_test *t = arg;
+	t->msgs_run++;
+	loop_defer(loop_current(), &t->d);
+}
+
+static void gate(void *arg)
+{
+	/* Holds the loop briefly so the messages posted meanwhile form one drain. */
+	(void)arg;
+	nanosleep(&(struct timespec){ 0, 50 * 1000000 }, NULL);
+}
+
+static void defer_outside(void *arg)
+{
+	struct defer_test *t = arg;
+	loop_defer(loop_current(), &t->d);
+}
+
+static void test_defer_runs_once_after_the_drain(void **state)
+{
+	(void)state;
+	struct loop_group *g;
+	assert_int_equal(loop_group_start(1, &g), 0);
+	struct loop *loop = loop_group_get(g, 0);
+	struct defer_test t = { .d = { .fn = deferred_cb } };
+	t.d.arg = &t;
+	assert_int_equal(loop_post(loop, gate, NULL), 0);
+	for (int i = 0; i < 100; i++)
+		assert_int_equal(loop_post(loop, defer_msg, &t), 0);
+	for (int i = 0; i < 500 && !atomic_load(&t.done); i++)
+		nanosleep(&(struct timespec){ 0, 10 * 1000000 }, NULL);
+	assert_true(atomic_load(&t.done));
+	struct where w = { NULL, -2 };
+	assert_int_equal(loop_call(loop, record_where, &w), 0); /* fence: reads below are safe */
+	assert_int_equal(t.msgs_run, 100);
+	assert_int_equal(t.defer_runs, 1);
+	assert_int_equal(t.msgs_seen_by_defer, 100);
+	/* Deferred again by a later message: runs again. */
+	atomic_store(&t.done, 0);
+	assert_int_equal(loop_call(loop, defer_outside, &t), 0);
+	for (int i = 0; i < 500 && !atomic_load(&t.done); i++)
+		nanosleep(&(struct timespec){ 0, 10 * 1000000 }, NULL);
+	assert_true(atomic_load(&t.done));
+	assert_int_equal(loop_group_stop(g), 0);
+	assert_int_equal(t.defer_runs, 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -331,6 +398,7 @@ int main(void)
 		cmocka_unit_test(test_post_many_threads),
 		cmocka_unit_test(test_ping_pong_between_loops),
 		cmocka_unit_test(test_stop_runs_queued_and_closes_everything),
+		cmocka_unit_test(test_defer_runs_once_after_the_drain),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
