@@ -45,6 +45,8 @@ struct bqueue {
 	_Atomic int64_t last_used;    /* wall-clock ms of the last declare/consume/get */
 	int64_t next_expiry;          /* owner: when the head message expires, -1 none */
 	struct loop_deferred later;   /* owner: dispatch + flush at the end of a burst */
+	struct op *waiting;           /* owner: publishes whose confirm waits for the flush */
+	struct op **waiting_tail;
 	struct loop *owner;
 	struct queue *q;              /* owner thread only; NULL once deleted */
 	struct consumer *consumers;   /* owner thread only */
@@ -171,6 +173,7 @@ static int bq_open(struct broker *b, const char *name, const struct bqueue_args 
 	q->owner = owner_for(b, name);
 	q->later.fn = run_later;
 	q->later.arg = q;
+	q->waiting_tail = &q->waiting;
 	char parent[4300], dir[4400];
 	snprintf(parent, sizeof parent, "%s/%s", b->cfg.data_dir,
 		 args->durable ? "queues" : "queues-transient");
@@ -436,13 +439,16 @@ static void dispatch(struct bqueue *q)
 	update_counts(q);
 }
 
-/* The end of a burst on the owner: one dispatch and one write for it all. */
+static void complete_waiting(struct bqueue *q, int flush_rc);
+
+/* The end of a burst on the owner: one dispatch and one write for it all,
+ * then the confirms that waited for that write. */
 static void run_later(void *arg)
 {
 	struct bqueue *q = arg;
 	dispatch(q);
-	if (q->q)
-		queue_flush(q->q);
+	int rc = q->q ? queue_flush(q->q) : 0;
+	complete_waiting(q, rc);
 	bqueue_release(q);
 }
 
@@ -457,6 +463,8 @@ static void schedule(struct bqueue *q)
 }
 
 struct op {
+	struct op *next;              /* bqueue.waiting */
+	struct flusher_file *file;    /* owned reference while waiting */
 	struct bqueue *q;
 	struct loop *reply;
 	bqueue_done_fn done;
@@ -481,6 +489,8 @@ struct op {
 
 static void op_free(struct op *op)
 {
+	if (op->file)
+		flusher_file_unref(op->file);
 	free(op->batch);
 	free(op->consumer);
 	bqueue_release(op->q);
@@ -560,18 +570,39 @@ static void publish_on_owner(void *p)
 	op->n = (uint64_t)off;
 	update_counts(q);
 	schedule(q);
-	struct flusher *fl = q->b->flusher;
 	/* A confirm of a persistent message in a durable queue promises it is
-	 * written (and, with log.flush=batch, synced): no buffering then. */
-	if (rc == 0 && q->durable && op->persistent && op->done && queue_flush(q->q))
-		op->status = -ERR_IO;
-	if (rc == 0 && q->durable && op->persistent && op->done && fl &&
-	    flusher_policy(fl) == CONFIG_FLUSH_BATCH) {
-		if (flusher_sync(fl, file, synced, op) == 0)
-			return;
-		op->status = -ERR_CLOSED;
+	 * written (and, with log.flush=batch, synced): it waits for the write at
+	 * the end of this burst (complete_waiting). */
+	if (rc == 0 && q->durable && op->persistent && op->done && file) {
+		op->file = flusher_file_ref(file);
+		*q->waiting_tail = op;
+		q->waiting_tail = &op->next;
+		return;
 	}
 	op_finish(op);
+}
+
+static void complete_waiting(struct bqueue *q, int flush_rc)
+{
+	struct op *op = q->waiting;
+	q->waiting = NULL;
+	q->waiting_tail = &q->waiting;
+	struct flusher *fl = q->b->flusher;
+	while (op) {
+		struct op *next = op->next;
+		op->next = NULL;
+		if (flush_rc) {
+			op->status = flush_rc;
+		} else if (fl && flusher_policy(fl) == CONFIG_FLUSH_BATCH) {
+			if (flusher_sync(fl, op->file, synced, op) == 0) {
+				op = next;
+				continue;
+			}
+			op->status = -ERR_CLOSED;
+		}
+		op_finish(op);
+		op = next;
+	}
 }
 
 int bqueue_publish(struct bqueue *q, uint8_t *batch, size_t len, bool persistent, int64_t ttl_ms,
