@@ -31,7 +31,7 @@ struct codec {
 	bool in_tag;               /* encode: inside a tagged field (a side writer) */
 };
 
-const uint8_t kafka_records_deferred_mark[1] = { 0 };
+uint8_t kafka_records_deferred_mark[1]; /* not const: see kafka_codec.h */
 
 bool kafka_field_tagged_in(const struct kafka_field *f, int16_t v)
 {

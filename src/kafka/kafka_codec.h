@@ -155,9 +155,15 @@ int kafka_codec_decode(const struct kafka_msg_desc *m, struct reader *r, int16_t
 int kafka_codec_encode(const struct kafka_msg_desc *m, struct writer *w, int16_t version,
 	const void *in);
 
-/* The data pointer of a deferred RECORDS value (see the top of this file); never read. */
-extern const uint8_t kafka_records_deferred_mark[1];
-#define KAFKA_RECORDS_DEFERRED (kafka_records_deferred_mark)
+/*
+ * The data pointer of a deferred RECORDS value (see the top of this file); never
+ * read or written. The mark is writable on purpose: a const one-zero-byte array
+ * may share its address with the literal "" (clang merges equal constants, which
+ * C allows for string literals), and then every empty default string looked
+ * deferred. A modifiable object's address is its own.
+ */
+extern uint8_t kafka_records_deferred_mark[1];
+#define KAFKA_RECORDS_DEFERRED ((const uint8_t *)kafka_records_deferred_mark)
 
 /* Where kafka_codec_encode_deferred reports deferred records. */
 struct kafka_records_sink {
