@@ -18,6 +18,7 @@
 #include "core/clock.h"
 #include "core/diag.h"
 #include "core/err.h"
+#include "core/mem_account.h"
 #include "storage/catalog.h"
 #include "storage/flusher.h"
 
@@ -251,6 +252,8 @@ struct delivery {
 static void delivery_run(void *p)
 {
 	struct delivery *d = p;
+	if (!d->empty)
+		mem_account_add(MEM_IN_FLIGHT, -(int64_t)d->msg.len);
 	d->deliver(d->arg, d->empty ? NULL : &d->msg);
 	free(d);
 }
@@ -266,9 +269,15 @@ static void post_delivery(struct loop *reply, bqueue_deliver_fn fn, void *arg, s
 		else
 			d->empty = true;
 	}
+	/* Counted before the post: the receiver may subtract before loop_post returns. */
+	if (d && m)
+		mem_account_add(MEM_IN_FLIGHT, (int64_t)m->len);
 	if (!d || loop_post(reply, delivery_run, d)) {
-		if (m)
+		if (m) {
+			if (d)
+				mem_account_add(MEM_IN_FLIGHT, -(int64_t)m->len);
 			free(m->data);
+		}
 		free(d);
 	}
 }
@@ -339,6 +348,8 @@ struct op {
 
 static void op_free(struct op *op)
 {
+	if (op->batch)
+		mem_account_add(MEM_IN_FLIGHT, -(int64_t)op->len);
 	free(op->batch);
 	free(op->consumer);
 	bqueue_release(op->q);
@@ -406,6 +417,7 @@ static void publish_on_owner(void *p)
 		ttl = op->ttl_ms;
 	int64_t expires = ttl >= 0 ? now + ttl : -1;
 	int rc = queue_publish(q->q, op->batch, op->len, expires, now, &off, &file, NULL, NULL);
+	mem_account_add(MEM_IN_FLIGHT, -(int64_t)op->len);
 	free(op->batch);
 	op->batch = NULL;
 	op->status = rc;
@@ -431,6 +443,7 @@ int bqueue_publish(struct bqueue *q, uint8_t *batch, size_t len, bool persistent
 	}
 	op->batch = batch;
 	op->len = len;
+	mem_account_add(MEM_IN_FLIGHT, (int64_t)len);
 	op->persistent = persistent;
 	op->ttl_ms = ttl_ms;
 	return op_post(op, publish_on_owner);

@@ -31,6 +31,7 @@
 #include "core/clock.h"
 #include "core/diag.h"
 #include "core/err.h"
+#include "core/mem_account.h"
 #include "core/writer.h"
 #include "storage/ack_log.h"
 #include "storage/record_batch.h"
@@ -77,6 +78,7 @@ static void uncache(struct queue *q, struct entry *e)
 	free(e->cached);
 	e->cached = NULL;
 	q->cache_bytes -= e->size;
+	mem_account_add(MEM_QUEUE_CACHE, -(int64_t)e->size);
 }
 
 static int ring_push(struct queue *q, struct entry e)
@@ -338,6 +340,7 @@ static int load(struct queue *q, struct entry *e, struct queue_msg *msg)
 		msg->delivery_count = e->deliveries;
 		e->cached = NULL;
 		q->cache_bytes -= e->size;
+		mem_account_add(MEM_QUEUE_CACHE, -(int64_t)e->size);
 		return 0;
 	}
 	struct writer w;
@@ -404,12 +407,14 @@ int queue_publish(struct queue *q, uint8_t *batch, size_t len, int64_t expires_a
 	if (q->cache_bytes + len <= QUEUE_CACHE_MAX && (e.cached = malloc(len)) != NULL) {
 		memcpy(e.cached, batch, len); /* with its offset already rewritten */
 		q->cache_bytes += len;
+		mem_account_add(MEM_QUEUE_CACHE, (int64_t)len);
 	}
 	rc = ring_push(q, e);
 	if (rc) {
 		if (e.cached) {
 			free(e.cached);
 			q->cache_bytes -= len;
+			mem_account_add(MEM_QUEUE_CACHE, -(int64_t)len);
 		}
 		return rc;
 	}
