@@ -169,18 +169,25 @@ static void send_heartbeat(struct amqp_conn *ac)
 
 /* ---- the memory alarm ---- */
 
+/* The alarm as last evaluated on this thread, and the loop time (ms) of that. */
+static _Thread_local uint64_t alarm_checked_at = UINT64_MAX;
+static _Thread_local bool alarm_cached;
+
+/* Re-evaluates the memory alarm and remembers it for this loop millisecond. */
+static bool mem_alarm_refresh(struct amqp_conn *ac)
+{
+	alarm_checked_at = uv_now(loop_uv(ac->loop));
+	alarm_cached = mem_account_alarm();
+	return alarm_cached;
+}
+
 /* Whether the memory alarm is raised; evaluated at most once per loop
  * millisecond on each thread (a burst of publishes reads it from here). */
 static bool mem_alarm(struct amqp_conn *ac)
 {
-	static _Thread_local uint64_t checked_at = UINT64_MAX;
-	static _Thread_local bool alarm;
-	uint64_t now = uv_now(loop_uv(ac->loop));
-	if (now != checked_at) {
-		checked_at = now;
-		alarm = mem_account_alarm();
-	}
-	return alarm;
+	if (uv_now(loop_uv(ac->loop)) != alarm_checked_at)
+		return mem_alarm_refresh(ac);
+	return alarm_cached;
 }
 
 /* A publish met the alarm: tell the client (if it understands) and stop reading. */
@@ -202,7 +209,7 @@ static void mem_block(struct amqp_conn *ac)
 /* The blocked connection's periodic look at the alarm: unblock once it cleared. */
 static void mem_recheck(struct amqp_conn *ac, int64_t now)
 {
-	if (mem_account_alarm()) {
+	if (mem_alarm_refresh(ac)) {
 		ac->mem_check_ms = now + AMQP_MEM_CHECK_MS;
 		return;
 	}

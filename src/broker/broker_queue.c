@@ -5,6 +5,10 @@
  * deletes are rare; lookups take a reference). Everything that touches a
  * queue's storage or consumers runs on its owner loop, reached by loop_post;
  * results go back to the caller's loop the same way.
+ *
+ * A message on its way between threads (a publish posted to the owner, a
+ * delivery posted back to the consumer's loop) is counted as MEM_IN_FLIGHT in
+ * core/mem_account.h until it is stored or handed to the consumer.
  */
 #include "broker/broker_queue.h"
 

@@ -15,7 +15,10 @@
  * memory while the queue's cache holds less than QUEUE_CACHE_MAX bytes, so a
  * consumer that keeps up is served without reading the file back. A delivered
  * message hands its copy to the consumer; requeued or older ones are read back
- * (one pread).
+ * (one pread). The copies are reported as MEM_QUEUE_CACHE (core/mem_account.h)
+ * but not counted against the memory watermark: they are bounded per queue,
+ * and shrink only when consumed, so counting them could block publishers for
+ * good.
  */
 #include "broker/queue.h"
 
