@@ -241,3 +241,43 @@ def test_watermark_zero_disables(amqp_factory, pika_connect):
         assert "memory high watermark passed" not in broker.stderr
     finally:
         consumer.close()
+
+
+@pytest.mark.amqp_timeout(60)
+def test_blocked_client_not_closed_for_missed_heartbeats(watermark_broker, pika_connect):
+    """While blocked the client's heartbeats cannot be read: a block longer than two
+    heartbeat intervals must not close it (RabbitMQ pauses its monitor too)."""
+    broker = watermark_broker
+    admin = pika_connect(broker)
+    admin.channel().queue_declare("wm")
+    consumer = SlowConsumer(broker.amqp_port, "wm")
+    try:
+        pub = blocking_publisher(pika_connect, broker)
+        pub_hb = pika_connect(broker, heartbeat=1)
+        pub_hb.blocked, pub_hb.unblocked = [], []
+        pub_hb.add_on_connection_blocked_callback(
+            lambda conn, frame: pub_hb.blocked.append(frame.method.reason))
+        pub_hb.add_on_connection_unblocked_callback(
+            lambda conn, frame: pub_hb.unblocked.append(True))
+        sent = fill_until_blocked(pub, pub.channel(), "wm")
+        # The heartbeat client publishes into the alarm: blocked for 3 s > 2 intervals.
+        hb_ch = pub_hb.channel()
+        hb_ch.basic_publish("", "wm", struct.pack(">I", sent) + b"h")
+        wait_for(lambda: is_blocked(pub_hb), 5, "connection.blocked (heartbeat client)",
+                 poll=lambda: pub_hb.process_data_events(0.05))
+        end = time.monotonic() + 3.0
+        while time.monotonic() < end:
+            pub_hb.process_data_events(0.1)
+        assert pub_hb.is_open and is_blocked(pub_hb)
+        assert "missed heartbeats" not in broker.stderr
+
+        bodies = consumer.read_messages(sent + 1, timeout=30)
+        assert sorted(struct.unpack(">I", b[:4])[0] for b in bodies) == list(range(sent + 1))
+        wait_for(lambda: not is_blocked(pub_hb), 10, "connection.unblocked (heartbeat client)",
+                 poll=lambda: pub_hb.process_data_events(0.05))
+        # Still alive and served after the unblock.
+        hb_ch.queue_declare("after", passive=False)
+        assert pub_hb.is_open
+        assert "missed heartbeats" not in broker.stderr
+    finally:
+        consumer.close()
