@@ -216,7 +216,9 @@ static void mem_recheck(struct amqp_conn *ac, int64_t now)
 	ac->mem_blocked = false;
 	if (ac->sent_blocked) {
 		ac->sent_blocked = false;
-		amqp_send_method(ac, 0, &amqp_connection_unblocked_desc, NULL);
+		/* Not after a connection.close of ours: only close-ok may follow it. */
+		if (ac->state == AMQP_CONN_RUNNING)
+			amqp_send_method(ac, 0, &amqp_connection_unblocked_desc, NULL);
 	}
 	/* Heartbeats sent meanwhile are still unread: the silence starts now. */
 	ac->last_recv_ms = now;
