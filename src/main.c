@@ -37,6 +37,7 @@
 #include "core/config.h"
 #include "core/diag.h"
 #include "core/err.h"
+#include "core/mem_account.h"
 #include "net/conn.h"
 #include "net/listener.h"
 #include "net/loop.h"
@@ -442,6 +443,7 @@ int main(int argc, char **argv)
 	parse_flags(argc, argv, apply_flag, &b.cfg);
 	diag_set_level((enum diag_level)b.cfg.log_level);
 	conn_set_limits(b.cfg.max_connections, b.cfg.conn_output_max_bytes);
+	mem_account_set_watermark(b.cfg.memory_high_watermark_bytes);
 
 	/* Every thread started from here on inherits these blocked signals. */
 	sigset_t sigs;

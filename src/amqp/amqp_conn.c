@@ -10,6 +10,18 @@
  * re-armed for the earliest deadline each time it fires, so an idle
  * connection without heartbeats costs nothing.
  *
+ * Memory alarm (core/mem_account.h, config memory.high.watermark.bytes): when
+ * a basic.publish frame arrives while the broker holds more message memory
+ * than the watermark, the frame is left unread in the input buffer, the
+ * client is sent connection.blocked (if it announced the capability) and the
+ * socket is no longer read (RabbitMQ blocks a connection when it next
+ * publishes, so connections that only consume keep being served and the
+ * memory can drain). The blocked connection's timer looks at the alarm every
+ * AMQP_MEM_CHECK_MS on the connection's own loop; once it cleared (below the
+ * low mark) it sends connection.unblocked and input resumes with that frame.
+ * While blocked the client's heartbeats cannot be read, so its silence is not
+ * held against it (as RabbitMQ pauses its heartbeat monitor).
+ *
  * Users: Sluice has no user database yet; the only account is guest/guest
  * (RabbitMQ's default), accepted with PLAIN or AMQPLAIN. Virtual hosts: only
  * "/".
@@ -27,6 +39,7 @@
 #include "core/clock.h"
 #include "core/diag.h"
 #include "core/err.h"
+#include "core/mem_account.h"
 #include "core/reader.h"
 #include "version.h"
 
@@ -62,16 +75,27 @@ void amqp_conn_unref(struct amqp_conn *ac)
 	atomic_fetch_sub(&live_conns, 1);
 }
 
+/* Pauses input while a synchronous op is in flight or the memory alarm blocks us. */
+static void input_update(struct amqp_conn *ac)
+{
+	if (!ac->conn)
+		return;
+	if (ac->waiting > 0 || ac->mem_blocked)
+		conn_pause_read(ac->conn);
+	else
+		conn_resume_read(ac->conn);
+}
+
 void amqp_conn_wait_begin(struct amqp_conn *ac)
 {
-	if (ac->waiting++ == 0 && ac->conn)
-		conn_pause_read(ac->conn);
+	if (ac->waiting++ == 0)
+		input_update(ac);
 }
 
 void amqp_conn_wait_end(struct amqp_conn *ac)
 {
-	if (--ac->waiting == 0 && ac->conn)
-		conn_resume_read(ac->conn);
+	if (--ac->waiting == 0)
+		input_update(ac);
 }
 
 /* ---- the timer ---- */
@@ -113,8 +137,11 @@ static int64_t next_deadline(const struct amqp_conn *ac)
 	if (ac->heartbeat && ac->state >= AMQP_CONN_OPEN && ac->state <= AMQP_CONN_RUNNING) {
 		int64_t hb = (int64_t)ac->heartbeat * 1000;
 		EARLIEST(ac->last_send_ms + hb / 2);
-		EARLIEST(ac->last_recv_ms + 2 * hb);
+		if (!ac->mem_blocked)
+			EARLIEST(ac->last_recv_ms + 2 * hb);
 	}
+	if (ac->mem_blocked)
+		EARLIEST(ac->mem_check_ms);
 #undef EARLIEST
 	return due;
 }
@@ -140,6 +167,76 @@ static void send_heartbeat(struct amqp_conn *ac)
 		ac->last_send_ms = now_ms();
 }
 
+/* ---- the memory alarm ---- */
+
+/* The alarm as last evaluated on this thread, and the loop time (ms) of that. */
+static _Thread_local uint64_t alarm_checked_at = UINT64_MAX;
+static _Thread_local bool alarm_cached;
+
+/* Re-evaluates the memory alarm and remembers it for this loop millisecond. */
+static bool mem_alarm_refresh(struct amqp_conn *ac)
+{
+	alarm_checked_at = uv_now(loop_uv(ac->loop));
+	alarm_cached = mem_account_alarm();
+	return alarm_cached;
+}
+
+/* Whether the memory alarm is raised; evaluated at most once per loop
+ * millisecond on each thread (a burst of publishes reads it from here). */
+static bool mem_alarm(struct amqp_conn *ac)
+{
+	if (uv_now(loop_uv(ac->loop)) != alarm_checked_at)
+		return mem_alarm_refresh(ac);
+	return alarm_cached;
+}
+
+/* A publish met the alarm: tell the client (if it understands) and stop reading. */
+static void mem_block(struct amqp_conn *ac)
+{
+	ac->mem_blocked = true;
+	ac->mem_check_ms = now_ms() + AMQP_MEM_CHECK_MS;
+	if (ac->cap_blocked && !ac->sent_blocked) {
+		struct amqp_connection_blocked b = { .reason = amqp_slice_str("low on memory") };
+		if (amqp_send_method(ac, 0, &amqp_connection_blocked_desc, &b) == 0)
+			ac->sent_blocked = true;
+	}
+	diag_debug("amqp", "%s: blocked by the memory alarm (%lld bytes held); reading paused",
+		   ac->peer, (long long)mem_account_total());
+	input_update(ac);
+	timer_arm(ac);
+}
+
+/* The blocked connection's periodic look at the alarm: unblock once it cleared. */
+static void mem_recheck(struct amqp_conn *ac, int64_t now)
+{
+	if (mem_alarm_refresh(ac)) {
+		ac->mem_check_ms = now + AMQP_MEM_CHECK_MS;
+		return;
+	}
+	ac->mem_blocked = false;
+	if (ac->sent_blocked) {
+		ac->sent_blocked = false;
+		/* Not after a connection.close of ours: only close-ok may follow it. */
+		if (ac->state == AMQP_CONN_RUNNING)
+			amqp_send_method(ac, 0, &amqp_connection_unblocked_desc, NULL);
+	}
+	/* Heartbeats sent meanwhile are still unread: the silence starts now. */
+	ac->last_recv_ms = now;
+	diag_debug("amqp", "%s: unblocked; reading resumed", ac->peer);
+	input_update(ac);
+}
+
+/* Whether frame f is a basic.publish method (peeked without decoding the rest). */
+static bool is_publish(const struct amqp_frame *f)
+{
+	if (f->type != AMQP_FRAME_METHOD || f->channel == 0)
+		return false;
+	struct reader r;
+	reader_init(&r, f->payload.data, f->payload.len);
+	uint32_t id = reader_u32(&r);
+	return !r.err && id == AMQP_BASIC_PUBLISH;
+}
+
 static void timer_cb(uv_timer_t *t)
 {
 	struct amqp_conn *ac = t->data;
@@ -156,9 +253,11 @@ static void timer_cb(uv_timer_t *t)
 		conn_close(ac->conn);
 		return;
 	}
+	if (ac->mem_blocked && now >= ac->mem_check_ms)
+		mem_recheck(ac, now);
 	if (ac->heartbeat && ac->state >= AMQP_CONN_OPEN && ac->state <= AMQP_CONN_RUNNING) {
 		int64_t hb = (int64_t)ac->heartbeat * 1000;
-		if (now - ac->last_recv_ms >= 2 * hb) {
+		if (!ac->mem_blocked && now - ac->last_recv_ms >= 2 * hb) {
 			diag_warn("amqp", "%s: missed heartbeats from client, timeout: %us; closing",
 				  ac->peer, ac->heartbeat);
 			conn_close(ac->conn);
@@ -747,12 +846,19 @@ static ssize_t on_data(struct conn *c, const uint8_t *data, size_t len)
 			return -1;
 		ac->state = AMQP_CONN_START_OK;
 	}
-	while (ac->state != AMQP_CONN_DISCARD && !conn_closing(c) && ac->waiting == 0) {
+	while (ac->state != AMQP_CONN_DISCARD && !conn_closing(c) && ac->waiting == 0 &&
+	       !ac->mem_blocked) {
 		uint64_t frame_at = ac->stream_pos + reader_offset(&r); /* r starts at data */
+		struct reader before = r;
 		struct amqp_frame f;
 		int rc = amqp_frame_parse(&r, ac->frame_max, &f);
 		if (rc == -ERR_AGAIN)
 			break;
+		if (rc == 0 && ac->state == AMQP_CONN_RUNNING && is_publish(&f) && mem_alarm(ac)) {
+			r = before; /* left unread: handled once the alarm clears */
+			mem_block(ac);
+			break;
+		}
 		if (rc == -ERR_TOO_LARGE) {
 			log_malformed(ac, &f, "larger than frame_max", 0, 0, frame_at);
 			framing_lost(ac, "frame of type %u on channel %u has a %u-byte payload, above "

@@ -58,6 +58,8 @@
 #define AMQP_CLOSE_TIMEOUT_MS 3000
 /* How long input is discarded after the framing was lost. */
 #define AMQP_DISCARD_TIMEOUT_MS 1000
+/* How often a connection blocked by the memory alarm checks whether it cleared. */
+#define AMQP_MEM_CHECK_MS 100
 
 /* Largest message body accepted (RabbitMQ's default max_message_size). */
 #define AMQP_MESSAGE_MAX (128u << 20)
@@ -222,6 +224,9 @@ struct amqp_conn {
 	enum amqp_conn_state state;
 	int refs;                    /* the TCP connection + consumers and ops in flight */
 	int waiting;                 /* synchronous ops in flight: input paused */
+	bool mem_blocked;            /* a publish met the memory alarm: input paused */
+	bool sent_blocked;           /* connection.blocked sent, connection.unblocked owed */
+	int64_t mem_check_ms;        /* mem_blocked: next look at the alarm */
 	uint32_t next_serial;        /* for channels */
 	uint16_t channel_max;        /* negotiated */
 	uint32_t frame_max;          /* negotiated; AMQP_FRAME_MIN_SIZE until tune-ok */

@@ -31,6 +31,7 @@
 #include "core/clock.h"
 #include "core/diag.h"
 #include "core/err.h"
+#include "core/mem_account.h"
 
 #define SL(s) (int)(s).len, (const char *)(s).data
 
@@ -38,6 +39,8 @@ void amqp_publish_reset(struct amqp_channel *ch)
 {
 	struct amqp_publish *p = &ch->pub;
 	ch->ac->content_bytes -= p->body_cap;
+	if (p->body_cap)
+		mem_account_add(MEM_AMQP_CONTENT, -(int64_t)p->body_cap);
 	free(p->header);
 	free(p->body);
 	memset(p, 0, sizeof *p);
@@ -354,6 +357,7 @@ static void publish_body(struct amqp_channel *ch, const struct amqp_frame *f)
 			return;
 		}
 		ch->ac->content_bytes += cap - p->body_cap;
+		mem_account_add(MEM_AMQP_CONTENT, (int64_t)cap - (int64_t)p->body_cap);
 		p->body = b;
 		p->body_cap = cap;
 	}

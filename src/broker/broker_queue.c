@@ -5,6 +5,10 @@
  * deletes are rare; lookups take a reference). Everything that touches a
  * queue's storage or consumers runs on its owner loop, reached by loop_post;
  * results go back to the caller's loop the same way.
+ *
+ * A message on its way between threads (a publish posted to the owner, a
+ * delivery posted back to the consumer's loop) is counted as MEM_IN_FLIGHT in
+ * core/mem_account.h until it is stored or handed to the consumer.
  */
 #include "broker/broker_queue.h"
 
@@ -18,6 +22,7 @@
 #include "core/clock.h"
 #include "core/diag.h"
 #include "core/err.h"
+#include "core/mem_account.h"
 #include "storage/catalog.h"
 #include "storage/flusher.h"
 
@@ -295,15 +300,23 @@ static void delivery_run(void *p)
 	struct delivery *d = p;
 	if (d->empty)
 		d->deliver(d->arg, NULL);
-	for (size_t i = 0; i < d->n; i++)
+	for (size_t i = 0; i < d->n; i++) {
+		mem_account_add(MEM_IN_FLIGHT, -(int64_t)d->msgs[i].len);
 		d->deliver(d->arg, &d->msgs[i]);
+	}
 	free(d);
 }
 
 /* Posts d to reply, or frees it with its messages. */
 static void delivery_post(struct loop *reply, struct delivery *d)
 {
+	/* Counted before the post: the receiver may subtract before loop_post returns. */
+	int64_t bytes = 0;
+	for (size_t i = 0; i < d->n; i++)
+		bytes += (int64_t)d->msgs[i].len;
+	mem_account_add(MEM_IN_FLIGHT, bytes);
 	if (loop_post(reply, delivery_run, d)) {
+		mem_account_add(MEM_IN_FLIGHT, -bytes);
 		for (size_t i = 0; i < d->n; i++)
 			free(d->msgs[i].data);
 		free(d);
@@ -491,6 +504,8 @@ static void op_free(struct op *op)
 {
 	if (op->file)
 		flusher_file_unref(op->file);
+	if (op->batch)
+		mem_account_add(MEM_IN_FLIGHT, -(int64_t)op->len);
 	free(op->batch);
 	free(op->consumer);
 	bqueue_release(op->q);
@@ -559,6 +574,7 @@ static void publish_on_owner(void *p)
 	int64_t expires = ttl >= 0 ? now + ttl : -1;
 	int rc = queue_publish(q->q, &op->batch, op->len, expires, now, &off, &file,
 			       death_cb(q, 1), q);
+	mem_account_add(MEM_IN_FLIGHT, -(int64_t)op->len); /* arrived (bqueue_publish counted it) */
 	if (rc == 1 && q->limits.overflow == QUEUE_OVERFLOW_REJECT_PUBLISH_DLX && q->args.has_dlx) {
 		struct queue_msg m = { .offset = -1, .data = op->batch, .len = op->len };
 		op->batch = NULL;
@@ -615,6 +631,7 @@ int bqueue_publish(struct bqueue *q, uint8_t *batch, size_t len, bool persistent
 	}
 	op->batch = batch;
 	op->len = len;
+	mem_account_add(MEM_IN_FLIGHT, (int64_t)len);
 	op->persistent = persistent;
 	op->ttl_ms = ttl_ms;
 	return op_post(op, publish_on_owner);

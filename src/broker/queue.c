@@ -44,6 +44,10 @@
  * (rabbit_priority_queue:drop/2 walks the priorities from the highest).
  * Expired messages are dropped when they reach the front of their level's
  * turn, like RabbitMQ's per-priority dropwhile.
+ *
+ * Cached copies are reported as MEM_QUEUE_CACHE (core/mem_account.h) but not
+ * counted against the memory watermark: they are bounded per queue, and
+ * shrink only when consumed, so counting them could block publishers for good.
  */
 #include "broker/queue.h"
 
@@ -59,6 +63,7 @@
 #include "core/clock.h"
 #include "core/diag.h"
 #include "core/err.h"
+#include "core/mem_account.h"
 #include "core/writer.h"
 #include "storage/ack_log.h"
 #include "storage/record_batch.h"
@@ -130,6 +135,7 @@ static void uncache(struct queue *q, struct entry *e)
 	free(e->cached);
 	e->cached = NULL;
 	q->cache_bytes -= e->size;
+	mem_account_add(MEM_QUEUE_CACHE, -(int64_t)e->size);
 }
 
 static void ra_release(struct queue *q);
@@ -647,6 +653,7 @@ static int load(struct queue *q, struct entry *e, struct queue_msg *msg)
 		msg->len = e->size;
 		e->cached = NULL;
 		q->cache_bytes -= e->size;
+		mem_account_add(MEM_QUEUE_CACHE, -(int64_t)e->size);
 		return 0;
 	}
 	struct slice b;
@@ -736,6 +743,7 @@ int queue_publish(struct queue *q, uint8_t **batchp, size_t len, int64_t expires
 		at(q, q->count - 1)->cached = batch;
 		*batchp = NULL;
 		q->cache_bytes += len;
+		mem_account_add(MEM_QUEUE_CACHE, (int64_t)len);
 	}
 	ready_add(q, &e);
 	*offset = r.base_offset;

@@ -124,6 +124,8 @@ static const struct config_key keys[] = {
 	    "open client connections across all listeners; more are refused"),
 	INT("shutdown.timeout.ms", shutdown_timeout_ms, 0, 3600000, "10000",
 	    "on SIGTERM, how long in-flight work may finish before connections are cut"),
+	INT("memory.high.watermark.bytes", memory_high_watermark_bytes, 0, INT64_MAX,
+	    "1073741824", "bytes of messages held in memory above which AMQP publishers are blocked; 0 disables"),
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])

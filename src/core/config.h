@@ -45,6 +45,8 @@ struct config {
 	int num_partitions;               /* num.partitions: partitions of auto-created topics */
 	int64_t max_connections;          /* max.connections: accepted connections, all listeners */
 	int64_t shutdown_timeout_ms;      /* shutdown.timeout.ms: in-flight work grace on SIGTERM */
+	int64_t memory_high_watermark_bytes; /* memory.high.watermark.bytes: message bytes held in
+					      * memory above which publishers are blocked; 0 disables */
 };
 
 /* Fills cfg with the embedded defaults. */

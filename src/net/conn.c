@@ -58,6 +58,7 @@
 #include "core/clock.h"
 #include "core/diag.h"
 #include "core/err.h"
+#include "core/mem_account.h"
 
 #define CONN_READ_BYTES (64 * 1024)
 #define CONN_CHUNK_BYTES (16 * 1024)
@@ -78,6 +79,7 @@ struct out_chunk {
 	void *arg;                /* file range: the release argument */
 	int fd;                   /* file range: the file (borrowed until release); else -1 */
 	int64_t file_pos;         /* file range: file position of byte 0 of the range */
+	size_t acct;              /* bytes counted in MEM_CONN_OUTPUT (0 for a file range) */
 	uint8_t data[];
 };
 
@@ -141,6 +143,8 @@ int64_t conn_count(void)
 /* Frees a chunk: a moved buffer's free function, or a file range's release, runs here. */
 static void free_chunk(struct out_chunk *ch)
 {
+	if (ch->acct)
+		mem_account_add(MEM_CONN_OUTPUT, -(int64_t)ch->acct);
 	if (ch->cap == 0 && ch->free_fn != NULL)
 		ch->free_fn(ch->fd >= 0 ? ch->arg : ch->base);
 	free(ch);
@@ -158,6 +162,8 @@ static void conn_free(struct conn *c)
 		free_chunk(ch);
 		ch = next;
 	}
+	if (c->in_cap)
+		mem_account_add(MEM_CONN_INPUT, -(int64_t)c->in_cap);
 	free(c->in);
 	loop_member_remove(c->loop, &c->member);
 	free(c);
@@ -231,6 +237,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 			*buf = uv_buf_init(NULL, 0);
 			return;
 		}
+		mem_account_add(MEM_CONN_INPUT, (int64_t)cap - (int64_t)c->in_cap);
 		c->in = p;
 		c->in_cap = cap;
 	}
@@ -314,6 +321,7 @@ static void deliver_buffered(struct conn *c)
 		return; /* buffer freed with the connection */
 	size_t left = c->in_len - done;
 	if (left == 0) {
+		mem_account_add(MEM_CONN_INPUT, -(int64_t)c->in_cap);
 		free(c->in);
 		c->in = NULL;
 		c->in_len = c->in_cap = 0;
@@ -337,6 +345,7 @@ static int keep_leftover(struct conn *c, const uint8_t *p, size_t left)
 	memcpy(c->in, p, left);
 	c->in_len = left;
 	c->in_cap = cap;
+	mem_account_add(MEM_CONN_INPUT, (int64_t)cap);
 	return 0;
 }
 
@@ -665,6 +674,9 @@ static struct out_chunk *append_chunk(struct conn *c, size_t cap)
 	ch->arg = NULL;
 	ch->fd = -1;
 	ch->file_pos = 0;
+	ch->acct = cap;
+	if (cap)
+		mem_account_add(MEM_CONN_OUTPUT, (int64_t)cap);
 	if (c->out_tail != NULL)
 		c->out_tail->next = ch;
 	else
@@ -718,6 +730,8 @@ int conn_write_owned(struct conn *c, void *buf, size_t len, void (*free_fn)(void
 	ch->base = buf;
 	ch->len = len;
 	ch->free_fn = free_fn;
+	ch->acct = len;
+	mem_account_add(MEM_CONN_OUTPUT, (int64_t)len);
 	c->out_bytes += len;
 	after_write(c);
 	return 0;

@@ -25,6 +25,9 @@
  * connection stops reading (and delivering buffered input) until the output
  * drains below half of it; proto->on_drain, if set, is called then.
  *
+ * Memory: queued output chunks (not file ranges) and the connection's own
+ * input buffer are counted in core/mem_account.h (per chunk or buffer change).
+ *
  * Every function here is for the owning loop's thread only, except
  * conn_set_limits(), conn_count() and conn_close_all().
  */

@@ -59,10 +59,12 @@ static const struct int_key int_keys[] = {
 	IK("num.partitions", num_partitions, 1, 10000, 1),
 	IK("max.connections", max_connections, 1, 1048576, 10000),
 	IK("shutdown.timeout.ms", shutdown_timeout_ms, 0, 3600000, 10000),
+	IK("memory.high.watermark.bytes", memory_high_watermark_bytes, 0, INT64_MAX,
+	   1073741824),
 };
 #define N_INT_KEYS (sizeof int_keys / sizeof int_keys[0])
-/* 17 integer keys + 2 strings + 3 enums. */
-#define N_KEYS 22
+/* 18 integer keys + 2 strings + 3 enums. */
+#define N_KEYS 23
 
 static int64_t get_int(const struct config *cfg, const struct int_key *k)
 {
@@ -166,6 +168,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.conn_output_max_bytes, 67108864);
 	assert_int_equal(cfg.max_connections, 10000);
 	assert_int_equal(cfg.shutdown_timeout_ms, 10000);
+	assert_int_equal(cfg.memory_high_watermark_bytes, INT64_C(1073741824));
 	for (size_t i = 0; i < N_INT_KEYS; i++)
 		assert_int_equal(get_int(&cfg, &int_keys[i]), int_keys[i].def);
 
@@ -307,6 +310,43 @@ static void test_int_syntax(void **state)
 	assert_int_equal(config_set(&cfg, "threads", longv, err, sizeof err), -ERR_INVALID);
 	assert_non_null(strstr(err, "...\" is out of range"));
 	assert_true(strlen(err) < 200);
+}
+
+/* memory.high.watermark.bytes: bytes, 0 disables, no suffixes, from a file too. */
+static void test_memory_watermark(void **state)
+{
+	(void)state;
+	struct config cfg;
+	config_defaults(&cfg);
+	char err[256];
+	assert_true(cfg.memory_high_watermark_bytes == INT64_C(1073741824));
+	assert_int_equal(config_set(&cfg, "memory.high.watermark.bytes", "0", err, sizeof err), 0);
+	assert_true(cfg.memory_high_watermark_bytes == 0);
+	assert_int_equal(config_set(&cfg, "memory.high.watermark.bytes", "2097152", err,
+				    sizeof err), 0);
+	assert_true(cfg.memory_high_watermark_bytes == 2097152);
+	assert_int_equal(config_set(&cfg, "memory.high.watermark.bytes", "-1", err, sizeof err),
+			 -ERR_INVALID);
+	assert_string_equal(err, "memory.high.watermark.bytes: \"-1\" is out of range, expected "
+				 "an integer in 0..9223372036854775807");
+	assert_int_equal(config_set(&cfg, "memory.high.watermark.bytes", "1GiB", err, sizeof err),
+			 -ERR_INVALID);
+	assert_int_equal(config_set(&cfg, "memory.high_watermark", "1", err, sizeof err),
+			 -ERR_NOT_FOUND);
+	assert_true(cfg.memory_high_watermark_bytes == 2097152);
+
+	const char *path = write_file("watermark.conf",
+				      "# small watermark for a test\n"
+				      "memory.high.watermark.bytes = 4194304   # 4 MiB\n");
+	config_defaults(&cfg);
+	err[0] = '\0';
+	if (config_load_file(&cfg, path, err, sizeof err) != 0)
+		fail_msg("%s", err);
+	assert_true(cfg.memory_high_watermark_bytes == 4194304);
+	path = write_file("watermark-bad.conf", "memory.high.watermark.bytes = 1.5\n");
+	assert_int_equal(config_load_file(&cfg, path, err, sizeof err), -ERR_INVALID);
+	assert_non_null(strstr(err, "watermark-bad.conf:1: memory.high.watermark.bytes: \"1.5\" "
+				    "is not a decimal integer"));
 }
 
 /* ---- enums ---- */
@@ -810,6 +850,7 @@ int main(void)
 		cmocka_unit_test(test_dump_lists_every_key_once),
 		cmocka_unit_test(test_int_bounds),
 		cmocka_unit_test(test_int_syntax),
+		cmocka_unit_test(test_memory_watermark),
 		cmocka_unit_test(test_enums),
 		cmocka_unit_test(test_strings),
 		cmocka_unit_test(test_set_unknown_and_null),
