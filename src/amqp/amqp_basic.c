@@ -112,6 +112,8 @@ static void forget_if_gone(struct amqp_server *s, struct bqueue *q)
 		amqp_queue_forget(s, bqueue_name(q));
 }
 
+static void drain_parked(struct amqp_channel *ch);
+
 /* ---- the unacked window ---- */
 
 static bool ua_is_hole(const struct amqp_unacked *u)
@@ -139,6 +141,8 @@ static int unacked_push(struct amqp_channel *ch, uint64_t tag, struct amqp_consu
 	}
 	ch->unacked[ch->ua_len++] = (struct amqp_unacked){ tag, c, q, offset, 0 };
 	ch->ua_live++;
+	if (c)
+		ch->consumer_unacked++;
 	return 0;
 }
 
@@ -169,10 +173,12 @@ static void unacked_settle(struct amqp_channel *ch, struct amqp_unacked *u,
 	if (rc)
 		diag_warn("amqp", "%s: cannot settle a delivery of queue '%s': %s", ch->ac->peer,
 			  bqueue_name(q), err_str(rc));
-	if (c)
+	if (c) {
+		ch->consumer_unacked--;
 		consumer_unref(c);
-	else
+	} else {
 		bqueue_release(u->q);
+	}
 	u->consumer = NULL;
 	u->q = NULL;
 	ch->ua_live--;
@@ -239,6 +245,7 @@ void amqp_basic_tx_end(struct amqp_channel *ch, bool commit)
 		if (ch->ua_len == 0)
 			break; /* all settled: the window was reset */
 	}
+	drain_parked(ch);
 }
 
 /*
@@ -247,8 +254,8 @@ void amqp_basic_tx_end(struct amqp_channel *ch, bool commit)
  * tx.commit (RabbitMQ takes them out of the unacked set at once: a second
  * ack of a tag is an unknown tag).
  */
-static void settle(struct amqp_channel *ch, uint32_t method, uint64_t tag, bool multiple,
-		   enum bqueue_settle how)
+static void settle_tags(struct amqp_channel *ch, uint32_t method, uint64_t tag, bool multiple,
+			enum bqueue_settle how)
 {
 	if (multiple && tag == 0) {
 		if (ch->tx)
@@ -271,6 +278,14 @@ static void settle(struct amqp_channel *ch, uint32_t method, uint64_t tag, bool 
 		unacked_settle_upto(ch, tag, how, false);
 	else
 		unacked_settle(ch, u, how);
+}
+
+/* settle_tags, then the deliveries the freed credit lets through. */
+static void settle(struct amqp_channel *ch, uint32_t method, uint64_t tag, bool multiple,
+		   enum bqueue_settle how)
+{
+	settle_tags(ch, method, tag, multiple, how);
+	drain_parked(ch);
 }
 
 void amqp_basic_ack(struct amqp_channel *ch, const struct amqp_basic_ack *m)
@@ -301,6 +316,7 @@ void amqp_basic_recover(struct amqp_channel *ch, bool requeue, bool async)
 	}
 	/* Deliveries acked in the open transaction are not unacked any more. */
 	unacked_settle_upto(ch, 0, BQUEUE_REQUEUE, false);
+	drain_parked(ch);
 	if (!async)
 		amqp_channel_send(ch, &amqp_basic_recover_ok_desc, NULL);
 }
@@ -318,10 +334,9 @@ static bool decode_stored(struct amqp_conn *ac, const char *queue, const struct 
 	return rc == 0;
 }
 
-/* A message for consumer c (broker_queue.h deliver callback, on our loop). */
-static void on_deliver(void *arg, struct queue_msg *msg)
+/* Sends msg (data freed here) to consumer c as basic.deliver. */
+static void deliver_now(struct amqp_consumer *c, struct queue_msg *msg)
 {
-	struct amqp_consumer *c = arg;
 	struct amqp_channel *ch = c->ch;
 	struct amqp_message m;
 	if (!ch || !amqp_conn_live(c->ac)) {
@@ -355,6 +370,79 @@ static void on_deliver(void *arg, struct queue_msg *msg)
 	};
 	amqp_send_message(ch, &amqp_basic_deliver_desc, &d, &m);
 	free(msg->data);
+}
+
+/* Whether the channel's global prefetch holds a delivery back now. */
+static bool at_global_limit(const struct amqp_channel *ch)
+{
+	return ch->prefetch_global && ch->consumer_unacked >= ch->prefetch_global;
+}
+
+/*
+ * Holds msg for c until the channel is below its global prefetch. Parked
+ * deliveries are bounded: every consumer of the channel gets at most the
+ * global prefetch from its queue (amqp_basic_consume).
+ */
+static void park(struct amqp_channel *ch, struct amqp_consumer *c, struct queue_msg *msg)
+{
+	if (ch->park_head > 0 && ch->park_len == ch->park_cap) {
+		memmove(ch->parked, ch->parked + ch->park_head,
+			(ch->park_len - ch->park_head) * sizeof *ch->parked);
+		ch->park_len -= ch->park_head;
+		ch->park_head = 0;
+	}
+	if (ch->park_len == ch->park_cap) {
+		size_t cap = ch->park_cap ? ch->park_cap * 2 : 16;
+		struct amqp_parked *p = realloc(ch->parked, cap * sizeof *p);
+		if (!p) {
+			bqueue_settle(c->q, c->id, msg->offset, BQUEUE_REQUEUE);
+			free(msg->data);
+			amqp_conn_error(c->ac, AMQP_INTERNAL_ERROR, 0, "out of memory");
+			return;
+		}
+		ch->parked = p;
+		ch->park_cap = cap;
+	}
+	c->refs++;
+	ch->parked[ch->park_len++] = (struct amqp_parked){ c, *msg };
+}
+
+/* Sends parked deliveries while the global prefetch allows. */
+static void drain_parked(struct amqp_channel *ch)
+{
+	while (ch->park_head < ch->park_len && !at_global_limit(ch)) {
+		struct amqp_parked p = ch->parked[ch->park_head++];
+		deliver_now(p.consumer, &p.msg);
+		consumer_unref(p.consumer);
+	}
+	if (ch->park_head == ch->park_len)
+		ch->park_head = ch->park_len = 0;
+}
+
+/*
+ * What the queue may have unacked at consumer c: its own prefetch, and never
+ * more than the channel's global limit, which bounds what the channel may
+ * have to hold back.
+ */
+static uint32_t effective_prefetch(const struct amqp_channel *ch, const struct amqp_consumer *c)
+{
+	uint32_t prefetch = c->prefetch;
+	if (ch->prefetch_global && (prefetch == 0 || ch->prefetch_global < prefetch))
+		prefetch = ch->prefetch_global;
+	return prefetch;
+}
+
+/* A message for consumer c (broker_queue.h deliver callback, on our loop). */
+static void on_deliver(void *arg, struct queue_msg *msg)
+{
+	struct amqp_consumer *c = arg;
+	struct amqp_channel *ch = c->ch;
+	if (ch && !c->no_ack && amqp_conn_live(c->ac) &&
+	    (at_global_limit(ch) || ch->park_head < ch->park_len)) {
+		park(ch, c, msg);
+		return;
+	}
+	deliver_now(c, msg);
 }
 
 /* The broker dropped consumer c (its queue was deleted): tell the client. */
@@ -432,7 +520,9 @@ void amqp_basic_consume(struct amqp_channel *ch, const struct amqp_basic_consume
 	c->tag_len = (uint8_t)tag_len;
 	memcpy(c->tag, tag, tag_len);
 	c->tag[tag_len] = 0;
-	int rc = bqueue_consume(q, ch->prefetch, m->no_ack, ch->ac->loop, on_deliver, on_cancelled,
+	c->prefetch = ch->prefetch;
+	int rc = bqueue_consume(q, effective_prefetch(ch, c), m->no_ack, ch->ac->loop, on_deliver,
+				on_cancelled,
 				c, &c->id);
 	if (rc) {
 		amqp_consumer_release(ch->ac->server, bqueue_name(q));
@@ -516,6 +606,17 @@ void amqp_basic_release(struct amqp_channel *ch)
 {
 	/* An open transaction's acks die with it: those deliveries are requeued too. */
 	unacked_settle_upto(ch, 0, BQUEUE_REQUEUE, true);
+	/* Deliveries held back by the global prefetch never reached the client. */
+	for (size_t i = ch->park_head; i < ch->park_len; i++) {
+		struct amqp_parked *p = &ch->parked[i];
+		bqueue_settle(p->consumer->q, p->consumer->id, p->msg.offset, BQUEUE_REQUEUE);
+		free(p->msg.data);
+		consumer_unref(p->consumer);
+	}
+	free(ch->parked);
+	ch->parked = NULL;
+	ch->park_head = ch->park_len = ch->park_cap = 0;
+	ch->consumer_unacked = 0;
 	free(ch->unacked);
 	ch->unacked = NULL;
 	ch->ua_head = ch->ua_len = ch->ua_cap = ch->ua_live = 0;
@@ -599,9 +700,12 @@ void amqp_basic_get(struct amqp_channel *ch, const struct amqp_basic_get *m)
 /* ---- qos and confirms ---- */
 
 /*
- * basic.qos (60/10): prefetch-count applies to consumers started afterwards
- * on the channel, each counted alone (RabbitMQ's per_consumer_qos; global is
- * treated the same way). prefetch-size is refused as RabbitMQ does.
+ * basic.qos (60/10), as RabbitMQ with per_consumer_qos: global=false sets the
+ * prefetch-count of consumers started afterwards on the channel, each counted
+ * alone; global=true limits the unacked deliveries of all the channel's
+ * consumers together, at once (deliveries beyond it wait in the channel until
+ * acks make room). Both can be set. prefetch-size is refused as RabbitMQ
+ * does.
  */
 void amqp_basic_qos(struct amqp_channel *ch, const struct amqp_basic_qos *m)
 {
@@ -610,8 +714,15 @@ void amqp_basic_qos(struct amqp_channel *ch, const struct amqp_basic_qos *m)
 				m->prefetch_size);
 		return;
 	}
-	ch->prefetch = m->prefetch_count;
+	if (m->global) {
+		ch->prefetch_global = m->prefetch_count;
+		for (struct amqp_consumer *c = ch->consumers; c; c = c->next)
+			bqueue_set_prefetch(c->q, c->id, effective_prefetch(ch, c));
+	} else {
+		ch->prefetch = m->prefetch_count;
+	}
 	amqp_channel_send(ch, &amqp_basic_qos_ok_desc, NULL);
+	drain_parked(ch); /* a raised (or removed) global limit lets them through */
 }
 
 /*

@@ -132,6 +132,7 @@ struct amqp_consumer {
 	bool registered;               /* the broker may still deliver to it */
 	bool no_ack;
 	bool exclusive;
+	uint16_t prefetch;             /* its own prefetch-count (basic.qos global=false) */
 	uint8_t tag_len;
 	char tag[256];                 /* NUL-terminated too */
 };
@@ -163,6 +164,12 @@ struct amqp_publish {
 	size_t body_len, body_cap;
 };
 
+/* A delivery that arrived while the channel was at its global prefetch. */
+struct amqp_parked {
+	struct amqp_consumer *consumer; /* holds a reference */
+	struct queue_msg msg;           /* msg.data owned */
+};
+
 struct amqp_channel {
 	struct amqp_conn *ac;
 	uint16_t number;
@@ -174,6 +181,11 @@ struct amqp_channel {
 	char current_queue[256];
 	/* basic class */
 	uint16_t prefetch;             /* basic.qos prefetch-count for new consumers */
+	uint16_t prefetch_global;      /* basic.qos global: unacked deliveries of all
+					* the channel's consumers together, 0 none */
+	size_t consumer_unacked;       /* live unacked entries from consumers (not get) */
+	struct amqp_parked *parked;    /* owned: deliveries held back by prefetch_global */
+	size_t park_head, park_len, park_cap;
 	bool confirm;                  /* confirm.select was received */
 	uint64_t next_tag;             /* last delivery tag given */
 	uint64_t next_seq;             /* last publish sequence number (confirm mode) */

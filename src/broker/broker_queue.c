@@ -721,6 +721,27 @@ int bqueue_cancel(struct bqueue *q, uint64_t id, struct loop *reply, bqueue_done
 	return op_post(op, cancel_on_owner);
 }
 
+static void prefetch_on_owner(void *p)
+{
+	struct op *op = p;
+	struct consumer *c = find_consumer(op->q, op->id, NULL);
+	if (c) {
+		c->prefetch = (uint32_t)op->n;
+		schedule(op->q);
+	}
+	op_finish(op);
+}
+
+int bqueue_set_prefetch(struct bqueue *q, uint64_t id, uint32_t prefetch)
+{
+	struct op *op = op_new(q, NULL, NULL, NULL);
+	if (!op)
+		return -ERR_NOMEM;
+	op->id = id;
+	op->n = prefetch;
+	return op_post(op, prefetch_on_owner);
+}
+
 static void settle_on_owner(void *p)
 {
 	struct op *op = p;

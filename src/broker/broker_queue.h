@@ -155,6 +155,8 @@ typedef void (*bqueue_cancelled_fn)(void *arg);
 int bqueue_consume(struct bqueue *q, uint32_t prefetch, bool no_ack, struct loop *reply,
 		   bqueue_deliver_fn deliver, bqueue_cancelled_fn cancelled, void *arg,
 		   uint64_t *id);
+/* Changes consumer id's prefetch (0 = unlimited). Fire and forget. */
+int bqueue_set_prefetch(struct bqueue *q, uint64_t id, uint32_t prefetch);
 /*
  * Cancels consumer id; done(arg, 0, 0) runs on reply after any delivery
  * already posted to it, so the consumer's arg may be freed there.
