@@ -163,16 +163,55 @@ static struct amqp_unacked *unacked_find(struct amqp_channel *ch, uint64_t tag)
 	return NULL;
 }
 
-/* Settles one entry with the broker and makes it a hole. */
-static void unacked_settle(struct amqp_channel *ch, struct amqp_unacked *u,
-			   enum bqueue_settle how)
+/*
+ * Settlements gathered while walking the window, sent to the broker as one
+ * message per run of entries of the same queue, consumer and kind (a
+ * multiple ack of 100 deliveries is one hand-off, not 100).
+ */
+#define SETTLE_BATCH_MAX 256
+struct settle_batch {
+	struct bqueue *q;      /* owned reference while n > 0 */
+	uint64_t consumer_id;
+	enum bqueue_settle how;
+	size_t n;
+	int64_t offsets[SETTLE_BATCH_MAX];
+};
+
+static void batch_send(struct amqp_channel *ch, struct settle_batch *b)
+{
+	if (b->n == 0)
+		return;
+	int rc = bqueue_settle_many(b->q, b->consumer_id, b->offsets, b->n, b->how);
+	if (rc)
+		diag_warn("amqp", "%s: cannot settle deliveries of queue '%s': %s", ch->ac->peer,
+			  bqueue_name(b->q), err_str(rc));
+	bqueue_release(b->q);
+	b->q = NULL;
+	b->n = 0;
+}
+
+/* Settles one entry with the broker (through b when given) and makes it a hole. */
+static void unacked_settle_into(struct amqp_channel *ch, struct amqp_unacked *u,
+				enum bqueue_settle how, struct settle_batch *b)
 {
 	struct amqp_consumer *c = u->consumer;
 	struct bqueue *q = c ? c->q : u->q;
-	int rc = bqueue_settle(q, c ? c->id : 0, u->offset, how);
-	if (rc)
-		diag_warn("amqp", "%s: cannot settle a delivery of queue '%s': %s", ch->ac->peer,
-			  bqueue_name(q), err_str(rc));
+	uint64_t id = c ? c->id : 0;
+	if (b && b->n > 0 && (b->q != q || b->consumer_id != id || b->how != how ||
+			      b->n == SETTLE_BATCH_MAX))
+		batch_send(ch, b);
+	if (b) {
+		if (b->n == 0)
+			b->q = bqueue_ref(q); /* the entry's own reference goes below */
+		b->consumer_id = id;
+		b->how = how;
+		b->offsets[b->n++] = u->offset;
+	} else {
+		int rc = bqueue_settle(q, id, u->offset, how);
+		if (rc)
+			diag_warn("amqp", "%s: cannot settle a delivery of queue '%s': %s",
+				  ch->ac->peer, bqueue_name(q), err_str(rc));
+	}
 	if (c) {
 		ch->consumer_unacked--;
 		consumer_unref(c);
@@ -188,6 +227,12 @@ static void unacked_settle(struct amqp_channel *ch, struct amqp_unacked *u,
 		ch->ua_head = ch->ua_len = 0;
 }
 
+static void unacked_settle(struct amqp_channel *ch, struct amqp_unacked *u,
+			   enum bqueue_settle how)
+{
+	unacked_settle_into(ch, u, how, NULL);
+}
+
 /*
  * Settles every live entry with a tag up to `upto` (0: all); with_tx: also
  * those the open transaction settles at commit.
@@ -195,15 +240,24 @@ static void unacked_settle(struct amqp_channel *ch, struct amqp_unacked *u,
 static void unacked_settle_upto(struct amqp_channel *ch, uint64_t upto, enum bqueue_settle how,
 				bool with_tx)
 {
+	struct settle_batch *b = malloc(sizeof *b);
+	if (b) {
+		b->n = 0;
+		b->q = NULL;
+	}
 	for (size_t i = ch->ua_head; i < ch->ua_len; i++) {
 		struct amqp_unacked *u = &ch->unacked[i];
 		if (upto && u->tag > upto)
 			break;
 		if (!ua_is_hole(u) && (with_tx || !u->tx_settle)) {
-			unacked_settle(ch, u, how);
+			unacked_settle_into(ch, u, how, b);
 			if (ch->ua_len == 0)
 				break; /* all settled: the window was reset */
 		}
+	}
+	if (b) {
+		batch_send(ch, b);
+		free(b);
 	}
 }
 

@@ -489,6 +489,9 @@ struct op {
 	size_t len;
 	bool persistent;
 	int64_t ttl_ms;
+	/* settle_many: owned offsets (else the one offset below) */
+	int64_t *offsets;
+	size_t n_offsets;
 	/* consume / cancel / settle */
 	struct consumer *consumer;
 	uint64_t id;
@@ -507,6 +510,7 @@ static void op_free(struct op *op)
 	if (op->batch)
 		mem_account_add(MEM_IN_FLIGHT, -(int64_t)op->len);
 	free(op->batch);
+	free(op->offsets);
 	free(op->consumer);
 	bqueue_release(op->q);
 	free(op);
@@ -742,28 +746,37 @@ int bqueue_set_prefetch(struct bqueue *q, uint64_t id, uint32_t prefetch)
 	return op_post(op, prefetch_on_owner);
 }
 
+/* Settles one delivered message on the owner; 0 or an error (logged by the caller). */
+static int settle_one(struct bqueue *q, struct consumer *c, int64_t offset, enum bqueue_settle how)
+{
+	if (c && c->unacked > 0)
+		c->unacked--;
+	if (how == BQUEUE_ACK)
+		return queue_ack(q->q, offset);
+	if (how == BQUEUE_DISCARD) {
+		struct queue_msg m = { 0 };
+		int rc = queue_discard(q->q, offset, q->args.has_dlx ? &m : NULL);
+		if (rc == 0 && m.data)
+			dead_letter(q, BQUEUE_DEATH_REJECTED, &m);
+		return rc;
+	}
+	return queue_requeue(q->q, offset);
+}
+
 static void settle_on_owner(void *p)
 {
 	struct op *op = p;
 	struct bqueue *q = op->q;
 	if (q->q) {
 		struct consumer *c = op->id ? find_consumer(q, op->id, NULL) : NULL;
-		if (c && c->unacked > 0)
-			c->unacked--;
-		int rc;
-		if (op->how == BQUEUE_ACK) {
-			rc = queue_ack(q->q, op->offset);
-		} else if (op->how == BQUEUE_DISCARD) {
-			struct queue_msg m = { 0 };
-			rc = queue_discard(q->q, op->offset, q->args.has_dlx ? &m : NULL);
-			if (rc == 0 && m.data)
-				dead_letter(q, BQUEUE_DEATH_REJECTED, &m);
-		} else {
-			rc = queue_requeue(q->q, op->offset);
+		const int64_t *offs = op->offsets ? op->offsets : &op->offset;
+		size_t n = op->offsets ? op->n_offsets : 1;
+		for (size_t i = 0; i < n && q->q; i++) {
+			int rc = settle_one(q, c, offs[i], op->how);
+			if (rc)
+				diag_debug("queue", "%s: settling offset %lld: %s", q->name,
+					   (long long)offs[i], err_str(rc));
 		}
-		if (rc)
-			diag_debug("queue", "%s: settling offset %lld: %s", q->name,
-				   (long long)op->offset, err_str(rc));
 		update_counts(q);
 		schedule(q);
 	}
@@ -779,6 +792,31 @@ int bqueue_settle(struct bqueue *q, uint64_t consumer_id, int64_t offset, enum b
 	op->offset = offset;
 	op->how = how;
 	return op_post(op, settle_on_owner);
+}
+
+int bqueue_settle_many(struct bqueue *q, uint64_t consumer_id, const int64_t *offsets, size_t n,
+		       enum bqueue_settle how)
+{
+	if (n == 1)
+		return bqueue_settle(q, consumer_id, offsets[0], how);
+	struct op *op = op_new(q, NULL, NULL, NULL);
+	if (!op)
+		return -ERR_NOMEM;
+	op->offsets = malloc(n * sizeof *op->offsets);
+	if (!op->offsets) {
+		op_free(op);
+		return -ERR_NOMEM;
+	}
+	memcpy(op->offsets, offsets, n * sizeof *op->offsets);
+	op->n_offsets = n;
+	op->id = consumer_id;
+	op->how = how;
+	return op_post(op, settle_on_owner);
+}
+
+struct bqueue *bqueue_ref(struct bqueue *q)
+{
+	return bq_ref(q);
 }
 
 static void fetch_on_owner(void *p)

@@ -175,6 +175,11 @@ enum bqueue_settle {
  * its credit back. Fire and forget: errors are logged on the owner.
  */
 int bqueue_settle(struct bqueue *q, uint64_t consumer_id, int64_t offset, enum bqueue_settle how);
+/* Settles n delivered messages of one consumer the same way, in one hand-off. */
+int bqueue_settle_many(struct bqueue *q, uint64_t consumer_id, const int64_t *offsets, size_t n,
+		       enum bqueue_settle how);
+/* Takes a reference (bqueue_release drops it). */
+struct bqueue *bqueue_ref(struct bqueue *q);
 /*
  * basic.get: deliver(arg, msg) on reply with a message, or with msg NULL when
  * the queue is empty; no_ack acks it at once. done counts the rest.
