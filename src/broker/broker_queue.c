@@ -13,6 +13,7 @@
 #include "broker/broker_queue.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,6 +156,14 @@ static void queue_dir(struct broker *b, const char *name, bool durable, char *ou
 }
 
 static void run_later(void *arg);
+
+static int remove_tree_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path) ? -errno : 0;
+}
 
 /* Builds and opens a queue (storage on the calling thread; moved to its owner after). */
 static int bq_open(struct broker *b, const char *name, const struct bqueue_args *args,
@@ -924,14 +933,36 @@ int bqueue_delete(struct broker *b, struct slice name, bool if_unused, bool if_e
 
 /* ---- start and stop (broker.c) ---- */
 
+/* Exclusive queues found at start, deleted after the catalog walk. */
+struct load_state {
+	struct broker *b;
+	char (*exclusive)[BQUEUE_NAME_MAX + 1];
+	size_t n_exclusive, cap_exclusive;
+};
+
 static int load_queue(void *arg, const struct catalog_queue *cq)
 {
-	struct broker *b = arg;
+	struct load_state *ls = arg;
+	struct broker *b = ls->b;
 	char name[BQUEUE_NAME_MAX + 1];
 	if (cq->name.len > BQUEUE_NAME_MAX)
 		return 0;
 	memcpy(name, cq->name.data, cq->name.len);
 	name[cq->name.len] = 0;
+	if (cq->exclusive) {
+		/* Its connection is gone with the old process: the queue goes too (as
+		 * RabbitMQ), after the walk. */
+		if (ls->n_exclusive == ls->cap_exclusive) {
+			size_t cap = ls->cap_exclusive ? ls->cap_exclusive * 2 : 8;
+			void *a = realloc(ls->exclusive, cap * sizeof *ls->exclusive);
+			if (!a)
+				return -ERR_NOMEM;
+			ls->exclusive = a;
+			ls->cap_exclusive = cap;
+		}
+		memcpy(ls->exclusive[ls->n_exclusive++], name, sizeof name);
+		return 0;
+	}
 	struct bqueue_args args;
 	bqueue_args_init(&args);
 	if (b->qhooks.parse_args && cq->arguments.len > 0 &&
@@ -963,7 +994,25 @@ int bqueue_load_all(struct broker *b, const struct bqueue_hooks *hooks)
 {
 	if (hooks)
 		b->qhooks = *hooks;
-	return catalog_queue_list(b->catalog, load_queue, b);
+	struct load_state ls = { .b = b };
+	int rc = catalog_queue_list(b->catalog, load_queue, &ls);
+	for (size_t i = 0; !rc && i < ls.n_exclusive; i++) {
+		const char *name = ls.exclusive[i];
+		diag_info("queue", "deleting exclusive queue '%s': its connection ended with the "
+			  "previous run", name);
+		pthread_mutex_lock(&b->catalog_lock);
+		int r = catalog_queue_delete(b->catalog, catalog_cstr(name));
+		pthread_mutex_unlock(&b->catalog_lock);
+		if (r)
+			diag_warn("queue", "cannot delete exclusive queue '%s': %s", name, err_str(r));
+		char dir[4400];
+		queue_dir(b, name, true, dir, sizeof dir);
+		nftw(dir, remove_tree_entry, 16, FTW_DEPTH | FTW_PHYS);
+		if (b->qhooks.deleted)
+			b->qhooks.deleted(b->qhooks.ctx, name);
+	}
+	free(ls.exclusive);
+	return rc;
 }
 
 void bqueue_hooks_clear(struct broker *b)

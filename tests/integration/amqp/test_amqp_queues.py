@@ -262,3 +262,28 @@ def test_durable_queue_survives_restart(amqp_factory, pika_connect):
     assert m[0].exchange == "orders" and m[0].routing_key == "eu.new"
     ch.basic_publish("orders", "eu.again", b"after")  # the binding is back
     assert ch.queue_declare("dq", passive=True).method.message_count == 5
+
+
+def test_durable_exclusive_queue_gone_after_restart(amqp_factory, pika_connect):
+    """An exclusive queue belongs to its connection; a restart ends that connection,
+    so the queue (durable or not) and its bindings are gone, as in RabbitMQ."""
+    broker = amqp_factory().start()
+    ch = pika_connect(broker).channel()
+    ch.exchange_declare("ex.keep", "fanout", durable=True)
+    ch.queue_declare("mine.durable", durable=True, exclusive=True)
+    ch.queue_bind("mine.durable", "ex.keep")
+    ch.queue_declare("shared.durable", durable=True)
+    broker.restart()
+    ch = pika_connect(broker).channel()
+    ch.queue_declare("shared.durable", passive=True)
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+        ch.queue_declare("mine.durable", passive=True)
+    assert e.value.reply_code == 404
+    ch = pika_connect(broker).channel()
+    ch.queue_declare("mine.durable", durable=True)  # a new, shared one: no old binding
+    ch.basic_publish("ex.keep", "", b"x")
+    time.sleep(0.2)
+    assert ch.queue_declare("mine.durable", passive=True).method.message_count == 0
+    broker.restart()  # and the catalog agrees
+    ch = pika_connect(broker).channel()
+    assert ch.queue_declare("mine.durable", passive=True).method.message_count == 0
