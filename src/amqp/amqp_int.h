@@ -272,6 +272,8 @@ struct amqp_message {
 	int64_t timestamp_ms;     /* when it was published (decode only) */
 	uint8_t priority;         /* basic.priority, 0 if absent (encode only: the stored
 				   * QUEUE_PRIORITY_HEADER for priority queues) */
+	bool has_ttl;             /* encode only: the expiration as QUEUE_TTL_HEADER */
+	int64_t ttl_ms;
 };
 /* Encodes m as one record batch (owned by the caller). Returns 0 or an error. */
 int amqp_message_encode(const struct amqp_message *m, int64_t now_ms, uint8_t **out,

@@ -12,6 +12,9 @@
  *                             property flags and property list of the content
  *                             header (AMQP 0-9-1 4.2.6.1), so delivery sends
  *                             them back without decoding or re-encoding
+ *   header "x-ttl"            (QUEUE_TTL_HEADER, broker/queue.h) 8 bytes, the
+ *                             message's expiration in ms when it has one, so
+ *                             a restarted queue expires it on time
  *   header "x-priority"       (QUEUE_PRIORITY_HEADER, broker/queue.h) one byte,
  *                             the priority property when it is above 0: a
  *                             copy the queue can read without parsing AMQP
@@ -35,21 +38,31 @@
 
 /* Bytes a stored message takes beyond its body, key, exchange and properties
  * (batch header 61, record and header framing, the three header names). */
-#define BATCH_OVERHEAD 160
+#define BATCH_OVERHEAD 192
 
 int amqp_message_encode(const struct amqp_message *m, int64_t now_ms, uint8_t **out,
 			size_t *out_len)
 {
-	const struct record_batch_kv headers[3] = {
+	struct record_batch_kv headers[4] = {
 		{ amqp_slice_str(HDR_EXCHANGE), m->exchange.data ? m->exchange : amqp_slice_str("") },
 		{ amqp_slice_str(HDR_PROPS), m->props_raw.data ? m->props_raw : amqp_slice_str("") },
-		{ amqp_slice_str(QUEUE_PRIORITY_HEADER), { &m->priority, 1 } },
 	};
+	size_t n = 2;
+	if (m->priority > 0) /* priority 0 is the default: no header */
+		headers[n++] = (struct record_batch_kv){ amqp_slice_str(QUEUE_PRIORITY_HEADER),
+							 { &m->priority, 1 } };
+	uint8_t ttl[8];
+	if (m->has_ttl) {
+		struct writer tw = { .buf = ttl, .cap = sizeof ttl, .limit = sizeof ttl };
+		writer_i64(&tw, m->ttl_ms);
+		headers[n++] = (struct record_batch_kv){ amqp_slice_str(QUEUE_TTL_HEADER),
+							 { ttl, sizeof ttl } };
+	}
 	struct record_batch_rec rec = {
 		.key = m->routing_key.data ? m->routing_key : amqp_slice_str(""),
 		.value = m->body.data ? m->body : amqp_slice_str(""),
 		.headers = headers,
-		.header_count = m->priority > 0 ? 3 : 2, /* priority 0 is the default: no header */
+		.header_count = n,
 	};
 	struct record_batch_params p;
 	record_batch_params_init(&p);

@@ -190,9 +190,12 @@ static void publish_tx(struct amqp_channel *ch, const struct amqp_message *m,
 		return;
 	if (ch->dests.n == 0 && !ch->pub.mandatory)
 		return;
+	struct amqp_message mt = *m;
+	mt.has_ttl = ttl_ms >= 0;
+	mt.ttl_ms = ttl_ms;
 	uint8_t *batch;
 	size_t len;
-	int rc = amqp_message_encode(m, clock_now_ms(), &batch, &len);
+	int rc = amqp_message_encode(&mt, clock_now_ms(), &batch, &len);
 	if (rc) {
 		amqp_conn_error(ch->ac, AMQP_INTERNAL_ERROR, AMQP_BASIC_PUBLISH,
 				"cannot encode a message: %s", err_str(rc));
@@ -259,6 +262,8 @@ static void publish_finish(struct amqp_channel *ch)
 	int64_t ttl_ms;
 	if (!publish_ttl(ch, props, &ttl_ms))
 		goto out;
+	m.has_ttl = ttl_ms >= 0;
+	m.ttl_ms = ttl_ms;
 	uint8_t *batch;
 	size_t len;
 	rc = amqp_message_encode(&m, clock_now_ms(), &batch, &len);

@@ -64,6 +64,7 @@
 #include "core/diag.h"
 #include "core/err.h"
 #include "core/mem_account.h"
+#include "core/reader.h"
 #include "core/writer.h"
 #include "storage/ack_log.h"
 #include "storage/record_batch.h"
@@ -205,27 +206,46 @@ static void ready_sub(struct queue *q, const struct entry *e)
 		q->ready_mask[e->prio / 64] &= ~(1ull << (e->prio % 64));
 }
 
+/* The value of record header key in a stored one-record batch: 1 with *out, 0
+ * without it (or when the batch cannot be read). */
+static int batch_header(const uint8_t *batch, size_t len, const char *key, struct slice *out)
+{
+	struct record_batch_iter it;
+	struct record_batch_record rec;
+	struct record_batch_kv kv;
+	if (record_batch_iter_init(&it, batch, len) || record_batch_iter_next(&it, &rec) != 1)
+		return 0;
+	const size_t klen = strlen(key);
+	while (record_batch_header_next(&rec, &kv) == 1) {
+		if (kv.key.len == klen && memcmp(kv.key.data, key, klen) == 0 && kv.value.data) {
+			*out = kv.value;
+			return 1;
+		}
+	}
+	return 0;
+}
+
 /*
  * The priority stored in a batch's QUEUE_PRIORITY_HEADER (0 without one, or
  * when the batch cannot be read), capped at the queue's max.
  */
 static uint8_t batch_priority(const struct queue *q, const uint8_t *batch, size_t len)
 {
-	struct record_batch_iter it;
-	struct record_batch_record rec;
-	struct record_batch_kv kv;
-	unsigned p = 0;
-	if (record_batch_iter_init(&it, batch, len) || record_batch_iter_next(&it, &rec) != 1)
-		return 0;
-	const size_t hlen = sizeof QUEUE_PRIORITY_HEADER - 1;
-	while (record_batch_header_next(&rec, &kv) == 1) {
-		if (kv.key.len == hlen && memcmp(kv.key.data, QUEUE_PRIORITY_HEADER, hlen) == 0 &&
-		    kv.value.data && kv.value.len == 1) {
-			p = kv.value.data[0];
-			break;
-		}
-	}
+	struct slice v;
+	unsigned p = batch_header(batch, len, QUEUE_PRIORITY_HEADER, &v) && v.len == 1 ? v.data[0] : 0;
 	return (uint8_t)(p < q->max_priority ? p : q->max_priority);
+}
+
+/* A stored message's own time to live (QUEUE_TTL_HEADER), or -1. */
+static int64_t batch_ttl(const uint8_t *batch, size_t len)
+{
+	struct slice v;
+	if (!batch_header(batch, len, QUEUE_TTL_HEADER, &v) || v.len != 8)
+		return -1;
+	struct reader r;
+	reader_init(&r, v.data, v.len);
+	int64_t ttl = reader_i64(&r);
+	return ttl >= 0 ? ttl : -1;
 }
 
 /* ---- the ring ---- */
@@ -393,9 +413,12 @@ static int rebuild(struct queue *q, const struct recovery *rv)
 			if (h.base_offset < off)
 				continue;
 			bool acked = collect_ack(rv->acks, rv->n, h.base_offset);
-			/* The queue's TTL runs from the publish time, across restarts;
-			 * a message's own expiration is not known here (docs/amqp.md). */
-			int64_t exp = q->message_ttl >= 0 ? h.base_timestamp + q->message_ttl : -1;
+			/* TTLs run from the publish time, across restarts: the
+			 * queue's and the message's own, the shorter wins. */
+			int64_t ttl = batch_ttl(b.data, b.len);
+			if (q->message_ttl >= 0 && (ttl < 0 || q->message_ttl < ttl))
+				ttl = q->message_ttl;
+			int64_t exp = ttl >= 0 ? h.base_timestamp + ttl : -1;
 			struct entry e = { .offset = h.base_offset, .expires_at = exp,
 					   .size = (uint32_t)b.len,
 					   .deliveries = h.base_offset < q->mark ? 1 : 0,

@@ -50,6 +50,10 @@ struct flusher_file;
  * queue never needs to understand the protocol's properties. No header: 0.
  */
 #define QUEUE_PRIORITY_HEADER "x-priority"
+/* Record header of a stored message with its own time to live: 8 bytes,
+ * big-endian milliseconds from its timestamp (AMQP expiration), so a restart
+ * expires it on time without parsing the front end's properties. */
+#define QUEUE_TTL_HEADER "x-ttl"
 /* Highest x-max-priority (RabbitMQ's MAX_SUPPORTED_PRIORITY). */
 #define QUEUE_PRIORITY_MAX 255
 /* queue_open's max_priority for "as the queue was created" (reopening at start). */

@@ -45,3 +45,24 @@ def test_invalid_expiration_is_406(amqp_broker, pika_connect):
     # Only the channel closed: the connection still works and nothing was stored.
     ch2 = conn.channel()
     assert ch2.queue_declare("exp3", passive=True).method.message_count == 0
+
+
+def test_message_expiration_survives_restart(amqp_factory, pika_connect):
+    """A persistent message's own expiration still applies after a restart (it runs
+    from the publish time), and one without expiration is kept."""
+    broker = amqp_factory().start()
+    ch = pika_connect(broker).channel()
+    ch.queue_declare("exp.durable", durable=True)
+    ch.basic_publish("", "exp.durable", b"dies",
+                     pika.BasicProperties(delivery_mode=2, expiration="3000"))
+    ch.basic_publish("", "exp.durable", b"stays", pika.BasicProperties(delivery_mode=2))
+    t0 = time.monotonic()
+    broker.restart()
+    ch = pika_connect(broker).channel()
+    count = ch.queue_declare("exp.durable", passive=True).method.message_count
+    if time.monotonic() - t0 < 2.5:
+        assert count == 2  # both came back from the log
+    time.sleep(max(0.0, 3.4 - (time.monotonic() - t0)))
+    m, _, body = ch.basic_get("exp.durable", auto_ack=True)
+    assert body == b"stays"
+    assert ch.basic_get("exp.durable", auto_ack=True)[0] is None
