@@ -285,14 +285,29 @@ static int int_arg(struct args_error *e, struct slice qname, const char *key,
 	return 0;
 }
 
+/* RabbitMQ's name of a field's exact type (rabbit_binary_parser's type atoms). */
+static const char *exact_type_name(enum amqp_field_type t)
+{
+	switch (t) {
+	case AMQP_FIELD_I8: return "byte";
+	case AMQP_FIELD_U8: return "unsignedbyte";
+	case AMQP_FIELD_I16: return "short";
+	case AMQP_FIELD_U16: return "unsignedshort";
+	case AMQP_FIELD_I32: return "signedint";
+	case AMQP_FIELD_U32: return "unsignedint";
+	case AMQP_FIELD_I64: return "long";
+	default: return type_name(t);
+	}
+}
+
 /* Reads a string queue argument (a longstr) into out (a name, at most 255 bytes). */
 static int str_arg(struct args_error *e, struct slice qname, const char *key,
 		   const struct amqp_field_value *v, char out[BQUEUE_NAME_MAX + 1])
 {
 	if (v->type != AMQP_FIELD_LONGSTR)
 		return args_fail(e, AMQP_PRECONDITION_FAILED,
-				 "invalid arg '%s' for queue '%.*s' in vhost '/': {unacceptable_type,%s}",
-				 key, SL(qname), type_name(v->type));
+				 "invalid type '%s' for arg '%s' in queue '%.*s' in vhost '/'",
+				 exact_type_name(v->type), key, SL(qname));
 	if (v->v.str.len > BQUEUE_NAME_MAX || memchr(v->v.str.data, 0, v->v.str.len))
 		return args_fail(e, AMQP_PRECONDITION_FAILED,
 				 "invalid arg '%s' for queue '%.*s' in vhost '/': name too long or "
@@ -386,8 +401,7 @@ static int args_parse(struct slice qname, const struct amqp_table *t, struct bqu
 	if (a->has_dlx_key && !a->has_dlx)
 		return args_fail(e, AMQP_PRECONDITION_FAILED,
 				 "invalid arg 'x-dead-letter-routing-key' for queue '%.*s' in vhost "
-				 "'/': routing key set but no dead-letter exchange "
-				 "(x-dead-letter-exchange)", SL(qname));
+				 "'/': routing_key_but_no_dlx_defined", SL(qname));
 	if (rc < 0)
 		return args_fail(e, AMQP_FRAME_ERROR, "cannot decode queue arguments");
 	return 0;
@@ -443,24 +457,24 @@ static const char *args_differ(const struct bqueue_args *a, const struct bqueue_
 	for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
 		if (ints[i].a == ints[i].cur)
 			continue;
-		snprintf(got, n, ints[i].a < 0 ? "none" : "%lld", (long long)ints[i].a);
-		snprintf(have, n, ints[i].cur < 0 ? "none" : "%lld", (long long)ints[i].cur);
+		snprintf(got, n, ints[i].a < 0 ? "none" : "'%lld'", (long long)ints[i].a);
+		snprintf(have, n, ints[i].cur < 0 ? "none" : "'%lld'", (long long)ints[i].cur);
 		return ints[i].name;
 	}
 	static const char *const overflow[] = { "drop-head", "reject-publish", "reject-publish-dlx" };
 	if (a->limits.overflow != cur->limits.overflow) {
-		snprintf(got, n, "%s", overflow[a->limits.overflow]);
-		snprintf(have, n, "%s", overflow[cur->limits.overflow]);
+		snprintf(got, n, "'%s'", overflow[a->limits.overflow]);
+		snprintf(have, n, "'%s'", overflow[cur->limits.overflow]);
 		return "x-overflow";
 	}
 	if (a->has_dlx != cur->has_dlx || (a->has_dlx && strcmp(a->dlx, cur->dlx))) {
-		snprintf(got, n, "%s", a->has_dlx ? a->dlx : "none");
-		snprintf(have, n, "%s", cur->has_dlx ? cur->dlx : "none");
+		snprintf(got, n, a->has_dlx ? "'%s'" : "none", a->dlx);
+		snprintf(have, n, cur->has_dlx ? "'%s'" : "none", cur->dlx);
 		return "x-dead-letter-exchange";
 	}
 	if (a->has_dlx_key != cur->has_dlx_key || (a->has_dlx_key && strcmp(a->dlx_key, cur->dlx_key))) {
-		snprintf(got, n, "%s", a->has_dlx_key ? a->dlx_key : "none");
-		snprintf(have, n, "%s", cur->has_dlx_key ? cur->dlx_key : "none");
+		snprintf(got, n, a->has_dlx_key ? "'%s'" : "none", a->dlx_key);
+		snprintf(have, n, cur->has_dlx_key ? "'%s'" : "none", cur->dlx_key);
 		return "x-dead-letter-routing-key";
 	}
 	return NULL;
@@ -521,6 +535,7 @@ void amqp_queue_declare(struct amqp_channel *ch, const struct amqp_queue_declare
 	if (m->passive) {
 		if (!queue_name(ch, name, id, &name) || !(q = amqp_queue_open(ch, name, id)))
 			return;
+		bqueue_touch(q); /* a passive declare is a use too (x-expires), as RabbitMQ */
 		set_current(ch, name);
 		declare_ok(ch, m->nowait, name, q);
 		return;
@@ -607,7 +622,7 @@ void amqp_queue_declare(struct amqp_channel *ch, const struct amqp_queue_declare
 			bqueue_release(q);
 			amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, id,
 					   "inequivalent arg '%s' for queue '%.*s' in vhost '/': "
-					   "received '%s' but current is '%s'", arg, SL(name), got, have);
+					   "received %s but current is %s", arg, SL(name), got, have);
 			return;
 		}
 	}
