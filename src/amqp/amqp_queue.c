@@ -324,14 +324,14 @@ static bool str_is(struct slice s, const char *str)
 
 /* RabbitMQ arguments Sluice does not implement yet (docs/amqp.md). */
 static const char *const unsupported_args[] = {
-	"x-single-active-consumer", "x-queue-master-locator", "x-delivery-limit",
-	"x-max-in-memory-length", "x-max-in-memory-bytes",
+	"x-queue-master-locator", "x-delivery-limit", "x-max-in-memory-length",
+	"x-max-in-memory-bytes",
 };
 
 /*
  * Turns queue.declare arguments into bqueue_args: x-message-ttl, x-expires,
  * x-max-length, x-max-length-bytes, x-overflow, x-dead-letter-exchange,
- * x-dead-letter-routing-key, x-max-priority, x-queue-type classic,
+ * x-dead-letter-routing-key, x-max-priority, x-single-active-consumer, x-queue-type classic,
  * x-queue-mode (every queue pages to disk anyway). Unknown keys are ignored,
  * as RabbitMQ does. Returns 0, or -1 with the reply code and text in *e.
  */
@@ -369,6 +369,13 @@ static int args_parse(struct slice qname, const struct amqp_table *t, struct bqu
 		} else if (str_is(key, "x-dead-letter-routing-key")) {
 			bad = str_arg(e, qname, k, &v, a->dlx_key);
 			a->has_dlx_key = !bad;
+		} else if (str_is(key, "x-single-active-consumer")) {
+			if (v.type != AMQP_FIELD_BOOL)
+				return args_fail(e, AMQP_PRECONDITION_FAILED,
+						 "invalid arg '%s' for queue '%.*s' in vhost '/': "
+						 "{unacceptable_type,%s}", k, SL(qname),
+						 exact_type_name(v.type));
+			a->single_active = v.v.b;
 		} else if (str_is(key, "x-max-priority")) {
 			/* RabbitMQ's check_max_priority_arg: a non-negative integer <= 255. */
 			int64_t n = 0;
@@ -453,6 +460,7 @@ static const char *args_differ(const struct bqueue_args *a, const struct bqueue_
 		{ "x-max-length-bytes", a->limits.max_length_bytes, cur->limits.max_length_bytes },
 		{ "x-max-priority", a->max_priority ? a->max_priority : -1,
 		  cur->max_priority ? cur->max_priority : -1 },
+		{ "x-single-active-consumer", a->single_active ? 1 : -1, cur->single_active ? 1 : -1 },
 	};
 	for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
 		if (ints[i].a == ints[i].cur)

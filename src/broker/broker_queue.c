@@ -432,15 +432,28 @@ static void dispatch(struct bqueue *q)
 		return;
 	}
 	int64_t now = clock_now_ms();
+	/* x-single-active-consumer: only the oldest consumer (the list's last:
+	 * consumers are added at its head) receives; the next takes over when it
+	 * leaves. */
+	struct consumer *active = NULL;
+	if (q->args.single_active)
+		for (active = q->consumers; active->next; active = active->next)
+			;
 	for (;;) {
-		struct consumer *start = q->rr ? q->rr : q->consumers, *c = start, *pick = NULL;
-		do {
-			if (c->prefetch == 0 || c->unacked < c->prefetch) {
-				pick = c;
-				break;
-			}
-			c = c->next ? c->next : q->consumers;
-		} while (c != start);
+		struct consumer *pick = NULL;
+		if (active) {
+			if (active->prefetch == 0 || active->unacked < active->prefetch)
+				pick = active;
+		} else {
+			struct consumer *start = q->rr ? q->rr : q->consumers, *c = start;
+			do {
+				if (c->prefetch == 0 || c->unacked < c->prefetch) {
+					pick = c;
+					break;
+				}
+				c = c->next ? c->next : q->consumers;
+			} while (c != start);
+		}
 		if (!pick)
 			break;
 		struct queue_msg m;

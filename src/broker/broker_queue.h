@@ -43,6 +43,7 @@ struct bqueue_args {
 	struct queue_limits limits; /* x-max-length, x-max-length-bytes, x-overflow */
 	int64_t message_ttl;        /* x-message-ttl in ms, -1 none */
 	int64_t expires;            /* x-expires in ms (deleted once unused that long), -1 none */
+	bool single_active;         /* x-single-active-consumer: one consumer at a time */
 	bool has_dlx;               /* x-dead-letter-exchange given ("" is the default exchange) */
 	bool has_dlx_key;           /* x-dead-letter-routing-key given */
 	char dlx[BQUEUE_NAME_MAX + 1];     /* x-dead-letter-exchange */
