@@ -25,6 +25,7 @@
  */
 #include "amqp/amqp_int.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -549,6 +550,20 @@ void amqp_basic_consume(struct amqp_channel *ch, const struct amqp_basic_consume
 			return;
 		}
 	}
+	/* Consumer priority (RabbitMQ's x-priority consume argument). */
+	int64_t priority = 0;
+	struct amqp_field_value pv;
+	int prc = amqp_table_get(&m->arguments, "x-priority", &pv);
+	if (prc == 0 && (amqp_field_int(&pv, &priority) || priority < INT32_MIN ||
+			 priority > INT32_MAX)) {
+		amqp_channel_error(ch, AMQP_PRECONDITION_FAILED, id,
+				   "invalid arg 'x-priority': expected a 32-bit integer");
+		return;
+	}
+	if (prc != 0 && prc != -ERR_NOT_FOUND) {
+		amqp_conn_error(ch->ac, AMQP_FRAME_ERROR, id, "cannot decode consumer arguments");
+		return;
+	}
 	struct bqueue *q = amqp_queue_open(ch, m->queue, id);
 	if (!q)
 		return;
@@ -575,9 +590,8 @@ void amqp_basic_consume(struct amqp_channel *ch, const struct amqp_basic_consume
 	memcpy(c->tag, tag, tag_len);
 	c->tag[tag_len] = 0;
 	c->prefetch = ch->prefetch;
-	int rc = bqueue_consume(q, effective_prefetch(ch, c), m->no_ack, ch->ac->loop, on_deliver,
-				on_cancelled,
-				c, &c->id);
+	int rc = bqueue_consume(q, effective_prefetch(ch, c), (int32_t)priority, m->no_ack,
+				ch->ac->loop, on_deliver, on_cancelled, c, &c->id);
 	if (rc) {
 		amqp_consumer_release(ch->ac->server, bqueue_name(q));
 		consumer_unref(c);

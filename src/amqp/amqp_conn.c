@@ -451,7 +451,7 @@ static int send_start(struct amqp_conn *ac)
 		{ amqp_slice_str("basic.nack"), amqp_field_bool(true) },
 		{ amqp_slice_str("consumer_cancel_notify"), amqp_field_bool(true) },
 		{ amqp_slice_str("connection.blocked"), amqp_field_bool(true) },
-		{ amqp_slice_str("consumer_priorities"), amqp_field_bool(false) },
+		{ amqp_slice_str("consumer_priorities"), amqp_field_bool(true) },
 		{ amqp_slice_str("authentication_failure_close"), amqp_field_bool(true) },
 		{ amqp_slice_str("per_consumer_qos"), amqp_field_bool(true) },
 		{ amqp_slice_str("direct_reply_to"), amqp_field_bool(false) },

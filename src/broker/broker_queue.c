@@ -33,6 +33,7 @@ struct consumer {
 	struct loop *reply;
 	uint32_t prefetch;
 	uint32_t unacked;
+	int32_t priority;             /* consumer priority (x-priority), 0 default */
 	bool no_ack;
 	bqueue_deliver_fn deliver;
 	bqueue_cancelled_fn cancelled;
@@ -445,9 +446,21 @@ static void dispatch(struct bqueue *q)
 			if (active->prefetch == 0 || active->unacked < active->prefetch)
 				pick = active;
 		} else {
+			/* The highest priority among consumers with credit, then round
+			 * robin from rr among those (all 0 by default: plain round robin). */
+			bool any = false;
+			int32_t top = 0;
+			for (struct consumer *c = q->consumers; c; c = c->next) {
+				if ((c->prefetch == 0 || c->unacked < c->prefetch) &&
+				    (!any || c->priority > top)) {
+					top = c->priority;
+					any = true;
+				}
+			}
 			struct consumer *start = q->rr ? q->rr : q->consumers, *c = start;
 			do {
-				if (c->prefetch == 0 || c->unacked < c->prefetch) {
+				if (any && c->priority == top &&
+				    (c->prefetch == 0 || c->unacked < c->prefetch)) {
 					pick = c;
 					break;
 				}
@@ -682,9 +695,9 @@ static void consume_on_owner(void *p)
 	op_finish(op);
 }
 
-int bqueue_consume(struct bqueue *q, uint32_t prefetch, bool no_ack, struct loop *reply,
-		   bqueue_deliver_fn deliver, bqueue_cancelled_fn cancelled, void *arg,
-		   uint64_t *id)
+int bqueue_consume(struct bqueue *q, uint32_t prefetch, int32_t priority, bool no_ack,
+		   struct loop *reply, bqueue_deliver_fn deliver, bqueue_cancelled_fn cancelled,
+		   void *arg, uint64_t *id)
 {
 	static _Atomic uint64_t next_id = 1;
 	struct op *op = op_new(q, reply, NULL, NULL);
@@ -696,7 +709,8 @@ int bqueue_consume(struct bqueue *q, uint32_t prefetch, bool no_ack, struct loop
 		return -ERR_NOMEM;
 	}
 	*c = (struct consumer){ .id = atomic_fetch_add(&next_id, 1), .reply = reply,
-				.prefetch = prefetch, .no_ack = no_ack, .deliver = deliver,
+				.prefetch = prefetch, .priority = priority, .no_ack = no_ack,
+				.deliver = deliver,
 				.cancelled = cancelled, .arg = arg };
 	*id = c->id;
 	op->consumer = c;

@@ -150,12 +150,14 @@ typedef void (*bqueue_cancelled_fn)(void *arg);
 /*
  * Starts a consumer: deliver(arg, msg) runs on reply for each message while
  * the consumer has credit (prefetch unacked messages; 0 = unlimited). no_ack
- * messages are acked as they leave. Returns 0 and *id (for settle and
- * cancel), or an error.
+ * messages are acked as they leave. Consumers of the highest priority with
+ * credit are served first, round robin among them (RabbitMQ's consumer
+ * priorities; 0 is the default). Returns 0 and *id (for settle and cancel),
+ * or an error.
  */
-int bqueue_consume(struct bqueue *q, uint32_t prefetch, bool no_ack, struct loop *reply,
-		   bqueue_deliver_fn deliver, bqueue_cancelled_fn cancelled, void *arg,
-		   uint64_t *id);
+int bqueue_consume(struct bqueue *q, uint32_t prefetch, int32_t priority, bool no_ack,
+		   struct loop *reply, bqueue_deliver_fn deliver, bqueue_cancelled_fn cancelled,
+		   void *arg, uint64_t *id);
 /* Changes consumer id's prefetch (0 = unlimited). Fire and forget. */
 int bqueue_set_prefetch(struct bqueue *q, uint64_t id, uint32_t prefetch);
 /*

@@ -179,7 +179,7 @@ static void test_confirms_prefetch_acks(void **state)
 	assert_int_equal(atomic_load(&confirm_errors), 0);
 	/* A consumer with prefetch 10 gets exactly 10 until it acks. */
 	uint64_t id;
-	assert_int_equal(bqueue_consume(q, 10, false, loop_group_get(loops, 1), delivered, cancelled,
+	assert_int_equal(bqueue_consume(q, 10, 0, false, loop_group_get(loops, 1), delivered, cancelled,
 					NULL, &id),
 			 0);
 	wait_for(&deliveries, 10);
@@ -203,7 +203,7 @@ static void test_restart_redelivers_unacked(void **state)
 	publish_n(q, 20);
 	wait_for(&confirms, 20);
 	uint64_t id;
-	assert_int_equal(bqueue_consume(q, 0, false, loop_group_get(loops, 1), delivered, cancelled,
+	assert_int_equal(bqueue_consume(q, 0, 0, false, loop_group_get(loops, 1), delivered, cancelled,
 					NULL, &id),
 			 0);
 	wait_for(&deliveries, 20);
@@ -217,7 +217,7 @@ static void test_restart_redelivers_unacked(void **state)
 	atomic_store(&deliveries, 0);
 	assert_int_equal(bqueue_get(broker, cstr("orders"), &q), 0);
 	assert_int_equal(bqueue_message_count(q), 10);
-	assert_int_equal(bqueue_consume(q, 0, true, loop_group_get(loops, 1), delivered, cancelled,
+	assert_int_equal(bqueue_consume(q, 0, 0, true, loop_group_get(loops, 1), delivered, cancelled,
 					NULL, &id),
 			 0);
 	wait_for(&deliveries, 10);

@@ -27,7 +27,7 @@ def test_connection_open_close(amqp_broker, pika_connect):
                 "consumer_cancel_notify", "connection.blocked", "authentication_failure_close",
                 "per_consumer_qos"):
         assert caps[cap] is True, cap
-    assert caps["consumer_priorities"] is False
+    assert caps["consumer_priorities"] is True
     assert caps["direct_reply_to"] is False
     assert conn.is_open
     conn.close()
