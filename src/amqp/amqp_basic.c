@@ -543,12 +543,17 @@ void amqp_basic_consume(struct amqp_channel *ch, const struct amqp_basic_consume
 	else
 		random_tag(tag, "amq.ctag-");
 	size_t tag_len = m->consumer_tag.len ? m->consumer_tag.len : strlen(tag);
-	for (struct amqp_consumer *c = ch->consumers; c; c = c->next) {
-		if (c->tag_len == tag_len && memcmp(c->tag, tag, tag_len) == 0) {
-			amqp_conn_error(ch->ac, AMQP_NOT_ALLOWED, id,
-					"attempt to reuse consumer tag '%s'", tag);
-			return;
-		}
+	bool reused = amqp_reply_has_tag(ch, (struct slice){ (const uint8_t *)tag, tag_len });
+	for (struct amqp_consumer *c = ch->consumers; c && !reused; c = c->next)
+		reused = c->tag_len == tag_len && memcmp(c->tag, tag, tag_len) == 0;
+	if (reused) {
+		amqp_conn_error(ch->ac, AMQP_NOT_ALLOWED, id, "attempt to reuse consumer tag '%s'",
+				tag);
+		return;
+	}
+	if (amqp_reply_is_queue(m->queue)) {
+		amqp_reply_consume(ch, m, tag, tag_len);
+		return;
 	}
 	/* Consumer priority (RabbitMQ's x-priority consume argument). */
 	int64_t priority = 0;
@@ -632,6 +637,14 @@ static void cancel_done(void *arg, int status, uint64_t n)
 /* basic.cancel (60/30): an unknown tag is answered cancel-ok too (as RabbitMQ). */
 void amqp_basic_cancel(struct amqp_channel *ch, const struct amqp_basic_cancel *m)
 {
+	if (amqp_reply_has_tag(ch, m->consumer_tag)) {
+		amqp_reply_release(ch);
+		if (!m->nowait) {
+			struct amqp_basic_cancel_ok ok = { .consumer_tag = m->consumer_tag };
+			amqp_channel_send(ch, &amqp_basic_cancel_ok_desc, &ok);
+		}
+		return;
+	}
 	struct amqp_consumer *c = ch->consumers;
 	while (c && (c->tag_len != m->consumer_tag.len ||
 		     memcmp(c->tag, m->consumer_tag.data, c->tag_len) != 0))

@@ -42,6 +42,7 @@ struct amqp_channel *amqp_channel_new(struct amqp_conn *ac, uint16_t number)
 static void channel_release(struct amqp_channel *ch)
 {
 	amqp_basic_release(ch);
+	amqp_reply_release(ch);
 	amqp_publish_reset(ch);
 	amqp_tx_discard(ch);
 }

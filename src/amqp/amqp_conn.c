@@ -454,7 +454,7 @@ static int send_start(struct amqp_conn *ac)
 		{ amqp_slice_str("consumer_priorities"), amqp_field_bool(true) },
 		{ amqp_slice_str("authentication_failure_close"), amqp_field_bool(true) },
 		{ amqp_slice_str("per_consumer_qos"), amqp_field_bool(true) },
-		{ amqp_slice_str("direct_reply_to"), amqp_field_bool(false) },
+		{ amqp_slice_str("direct_reply_to"), amqp_field_bool(true) },
 	};
 	const struct amqp_table_entry props[] = {
 		{ amqp_slice_str("product"), amqp_field_cstr("Sluice") },
@@ -922,7 +922,13 @@ int amqp_server_new(struct broker *b, struct loop_group *loops, struct amqp_serv
 	s->broker = b;
 	s->loops = loops;
 	pthread_mutex_init(&s->excl_lock, NULL);
-	int rc = exchange_table_open(b, &amqp_exchange_table_ops, &s->exchanges);
+	int rc = amqp_reply_init(s);
+	if (rc) {
+		pthread_mutex_destroy(&s->excl_lock);
+		free(s);
+		return rc;
+	}
+	rc = exchange_table_open(b, &amqp_exchange_table_ops, &s->exchanges);
 	if (!rc) {
 		const struct bqueue_hooks hooks = { .parse_args = amqp_queue_args_load,
 						    .dead_letter = amqp_dead_letter,
@@ -933,6 +939,7 @@ int amqp_server_new(struct broker *b, struct loop_group *loops, struct amqp_serv
 			exchange_table_free(s->exchanges);
 	}
 	if (rc) {
+		amqp_reply_fini(s);
 		pthread_mutex_destroy(&s->excl_lock);
 		free(s);
 		return rc;
@@ -949,6 +956,7 @@ void amqp_server_free(struct amqp_server *s)
 	exchange_table_free(s->exchanges);
 	free(s->excl);
 	pthread_mutex_destroy(&s->excl_lock);
+	amqp_reply_fini(s);
 	free(s);
 }
 

@@ -93,6 +93,9 @@ struct amqp_server {
 	pthread_mutex_t excl_lock;        /* guards excl (loops of every connection use it) */
 	struct amqp_exclusive *excl;      /* owned: exclusive queues and exclusive consumers */
 	size_t n_excl, cap_excl;
+	pthread_mutex_t reply_lock;       /* guards replies (amqp_reply.c) */
+	struct amqp_reply_entry *replies; /* owned: direct reply-to consumers by key */
+	size_t n_replies, cap_replies;
 };
 
 enum amqp_conn_state {
@@ -112,7 +115,11 @@ enum amqp_channel_state {
 
 struct amqp_conn;
 struct amqp_channel;
+struct amqp_reply_entry;
 struct amqp_tx_msg;
+
+/* Room for a direct reply-to key, "amq.rabbitmq.reply-to.<token>" (amqp_reply.c). */
+#define AMQP_REPLY_KEY_MAX 64
 struct bqueue;
 
 /*
@@ -187,6 +194,11 @@ struct amqp_channel {
 	struct amqp_parked *parked;    /* owned: deliveries held back by prefetch_global */
 	size_t park_head, park_len, park_cap;
 	bool confirm;                  /* confirm.select was received */
+	/* direct reply-to (amqp_reply.c): the consumer of amq.rabbitmq.reply-to */
+	bool has_reply;                /* consuming; the key is registered */
+	uint8_t reply_key_len, reply_tag_len;
+	char reply_key[AMQP_REPLY_KEY_MAX]; /* "amq.rabbitmq.reply-to.<token>" */
+	char reply_tag[256];           /* its consumer tag */
 	uint64_t next_tag;             /* last delivery tag given */
 	uint64_t next_seq;             /* last publish sequence number (confirm mode) */
 	struct amqp_consumer *consumers;
@@ -443,6 +455,41 @@ void amqp_publish_store(struct amqp_channel *ch, struct bqueue **qs, size_t n, u
 void amqp_publish_done(void *arg, int status, uint64_t offset);
 /* Sends basic.return 312 NO_ROUTE for an unroutable mandatory message. */
 void amqp_publish_return(struct amqp_channel *ch, const struct amqp_message *m);
+
+/* ---- amqp_reply.c: direct reply-to (amq.rabbitmq.reply-to, RabbitMQ's) ---- */
+
+/* Sets up / tears down the server's reply table. amqp_reply_init returns 0 or an error. */
+int amqp_reply_init(struct amqp_server *s);
+void amqp_reply_fini(struct amqp_server *s);
+/* Whether name is the pseudo-queue "amq.rabbitmq.reply-to". */
+bool amqp_reply_is_queue(struct slice name);
+/* Whether a publish to exchange with key is a reply ("" and "amq.rabbitmq.reply-to.*"). */
+bool amqp_reply_is_key(struct slice exchange, struct slice key);
+/* Whether name is the pseudo-queue or the key of a live reply consumer (passive declare). */
+bool amqp_reply_exists(struct amqp_server *s, struct slice name);
+/*
+ * basic.consume of the pseudo-queue with consumer tag tag (checked unique):
+ * no-ack is required (else 406); registers the channel's key and answers.
+ */
+void amqp_reply_consume(struct amqp_channel *ch, const struct amqp_basic_consume *m,
+			const char *tag, size_t tag_len);
+/* Whether tag is the channel's reply consumer. */
+bool amqp_reply_has_tag(const struct amqp_channel *ch, struct slice tag);
+/* Unregisters the channel's reply consumer, if any (basic.cancel, channel closing). */
+void amqp_reply_release(struct amqp_channel *ch);
+/*
+ * A publish whose reply-to is the pseudo-queue gets the channel's key: props
+ * (owned by the caller, NULL when nothing changes) are then h's properties
+ * re-encoded. Returns false after raising the error (406 without a reply
+ * consumer on the channel).
+ */
+bool amqp_reply_rewrite(struct amqp_channel *ch, const struct amqp_content_header *h,
+			uint8_t **props, size_t *props_len);
+/*
+ * Sends a reply (amqp_reply_is_key) to its consumer's loop (a copy). Returns
+ * 0, -ERR_NOT_FOUND without such a consumer, or another error (dropped).
+ */
+int amqp_reply_send(struct amqp_server *s, const struct amqp_message *m);
 
 /* ---- amqp_tx.c: tx.* (class 90), RabbitMQ's transactions ---- */
 

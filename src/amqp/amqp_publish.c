@@ -205,24 +205,42 @@ static void publish_tx(struct amqp_channel *ch, const struct amqp_message *m,
 	amqp_tx_add(ch, batch, len, persistent, ttl_ms, ch->pub.mandatory, &ch->dests);
 }
 
-/* The content is complete: route, store, confirm (or hold it for tx.commit). */
-static void publish_finish(struct amqp_channel *ch)
+/*
+ * A reply (direct reply-to, amqp_reply.c) goes straight to its consumer; one
+ * whose consumer is gone is unroutable. Either way it is confirmed at once.
+ */
+static void publish_reply(struct amqp_channel *ch, const struct amqp_message *m)
+{
+	int rc = amqp_reply_send(ch->ac->server, m);
+	if (rc == -ERR_NOT_FOUND && ch->pub.mandatory)
+		amqp_publish_return(ch, m);
+	else if (rc && rc != -ERR_NOT_FOUND)
+		diag_warn("amqp", "%s: cannot send a direct reply: %s", ch->ac->peer, err_str(rc));
+	if (ch->confirm)
+		send_confirm(ch, ++ch->next_seq, true);
+	amqp_publish_reset(ch);
+}
+
+/* Routes, stores and confirms m (or holds it for tx.commit). */
+static void publish_route(struct amqp_channel *ch, const struct amqp_content_header *hdr,
+			  struct slice props_raw)
 {
 	const uint32_t id = AMQP_BASIC_PUBLISH;
 	struct amqp_publish *p = &ch->pub;
 	struct amqp_server *s = ch->ac->server;
-	struct amqp_content_header h;
-	struct reader r;
-	reader_init(&r, p->header, p->header_len);
-	amqp_content_header_decode(&r, &h); /* decoded once already: cannot fail */
+	const struct amqp_content_header h = *hdr;
 	const struct amqp_basic_properties *props = &h.props.basic;
 	struct amqp_message m = {
 		.exchange = { p->exchange, p->exchange_len },
 		.routing_key = { p->routing_key, p->key_len },
-		.props_raw = h.props_raw,
+		.props_raw = props_raw,
 		.body = { p->body ? p->body : (const uint8_t *)"", p->body_len },
 		.priority = props->flags & AMQP_BASIC_FLAG_PRIORITY ? props->priority : 0,
 	};
+	if (amqp_reply_is_key(m.exchange, m.routing_key)) {
+		publish_reply(ch, &m);
+		return;
+	}
 	const void *headers = props->flags & AMQP_BASIC_FLAG_HEADERS ? &props->headers : NULL;
 	int rc = exchange_route(s->exchanges, m.exchange, m.routing_key, headers, &ch->dests);
 	if (rc == -ERR_NOT_FOUND) {
@@ -292,6 +310,22 @@ out:
 	if (qs != small)
 		free(qs);
 	amqp_publish_reset(ch);
+}
+
+/* The content is complete: rewrites a direct reply-to, then routes. */
+static void publish_finish(struct amqp_channel *ch)
+{
+	struct amqp_publish *p = &ch->pub;
+	struct amqp_content_header h;
+	struct reader r;
+	reader_init(&r, p->header, p->header_len);
+	amqp_content_header_decode(&r, &h); /* decoded once already: cannot fail */
+	uint8_t *props;
+	size_t props_len;
+	if (!amqp_reply_rewrite(ch, &h, &props, &props_len))
+		return;
+	publish_route(ch, &h, props ? (struct slice){ props, props_len } : h.props_raw);
+	free(props);
 }
 
 /* The content header frame (4.2.6.1). */

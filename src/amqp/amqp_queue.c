@@ -540,6 +540,14 @@ void amqp_queue_declare(struct amqp_channel *ch, const struct amqp_queue_declare
 	struct bqueue *q = NULL;
 	char generated[64];
 	struct slice name = m->queue;
+	if (m->passive && amqp_reply_exists(s, name)) {
+		/* Direct reply-to's pseudo-queue and keys: no queue, nothing stored. */
+		if (!m->nowait) {
+			struct amqp_queue_declare_ok ok = { .queue = name };
+			amqp_channel_send(ch, &amqp_queue_declare_ok_desc, &ok);
+		}
+		return;
+	}
 	if (m->passive) {
 		if (!queue_name(ch, name, id, &name) || !(q = amqp_queue_open(ch, name, id)))
 			return;

@@ -28,7 +28,7 @@ def test_connection_open_close(amqp_broker, pika_connect):
                 "per_consumer_qos"):
         assert caps[cap] is True, cap
     assert caps["consumer_priorities"] is True
-    assert caps["direct_reply_to"] is False
+    assert caps["direct_reply_to"] is True
     assert conn.is_open
     conn.close()
     assert conn.is_closed
