@@ -313,9 +313,9 @@ def test_dead_lettered_persistent_message_survives_kill9(amqp_factory, pika_conn
 def test_passive_declare_keeps_x_expires_queue(amqp_broker, pika_connect):
     """As RabbitMQ 3.10 (checked side by side): a passive declare counts as a use."""
     ch = pika_connect(amqp_broker).channel()
-    ch.queue_declare("xe.kept", arguments={"x-expires": 400})
+    ch.queue_declare("xe.kept", arguments={"x-expires": 1000})
     for _ in range(6):
-        ch.connection.sleep(0.15)
+        ch.connection.sleep(0.35)
         ch.queue_declare("xe.kept", passive=True)  # raises 404 if it was deleted
 
 

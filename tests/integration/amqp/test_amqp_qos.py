@@ -12,6 +12,16 @@ def pump(conn, seconds=0.5):
     conn.process_data_events(time_limit=seconds)
 
 
+def pump_until(conn, cond, timeout=5.0):
+    """Processes events until cond() holds (bounded), then 0.3 s more so that a
+    delivery beyond the limit would show."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached"
+        conn.process_data_events(time_limit=0.05)
+    conn.process_data_events(time_limit=0.3)
+
+
 def fill(ch, queue, n):
     ch.queue_declare(queue)
     for i in range(n):
@@ -27,13 +37,13 @@ def test_global_prefetch_shared_by_the_channels_consumers(amqp_broker, pika_conn
     got = []
     ch.basic_consume("gq1", lambda c, m, p, b: got.append((m.delivery_tag, b)))
     ch.basic_consume("gq2", lambda c, m, p, b: got.append((m.delivery_tag, b)))
-    pump(conn, 1.0)
+    pump_until(conn, lambda: len(got) >= 3)
     assert len(got) == 3, got  # 3 for the two consumers together, not 3 each
     ch.basic_ack(got[0][0])
-    pump(conn)
+    pump_until(conn, lambda: len(got) >= 4)
     assert len(got) == 4
     ch.basic_ack(got[-1][0], multiple=True)
-    pump(conn)
+    pump_until(conn, lambda: len(got) >= 7)
     assert len(got) == 7
     # Nothing is lost or duplicated: ack as they come until all 20 arrived.
     deadline = time.monotonic() + 10
@@ -57,10 +67,10 @@ def test_global_and_per_consumer_limits_together(amqp_broker, pika_connect):
     ch.basic_qos(prefetch_count=3, global_qos=True)    # the channel: 3
     got = {"bq1": [], "bq2": []}
     ch.basic_consume("bq1", lambda c, m, p, b: got["bq1"].append(m.delivery_tag))
-    pump(conn, 1.0)
+    pump_until(conn, lambda: len(got["bq1"]) >= 2)
     assert len(got["bq1"]) == 2  # its own limit
     ch.basic_consume("bq2", lambda c, m, p, b: got["bq2"].append(m.delivery_tag))
-    pump(conn, 1.0)
+    pump_until(conn, lambda: len(got["bq2"]) >= 1)
     assert len(got["bq2"]) == 1  # the channel's: 3 in all
     assert len(got["bq1"]) + len(got["bq2"]) == 3
 
@@ -72,7 +82,7 @@ def test_global_prefetch_change_applies_at_once(amqp_broker, pika_connect):
     ch.basic_qos(prefetch_count=2, global_qos=True)
     got = []
     ch.basic_consume("gc", lambda c, m, p, b: got.append(m.delivery_tag))
-    pump(conn, 1.0)
+    pump_until(conn, lambda: len(got) >= 2)
     assert len(got) == 2
     ch.basic_qos(prefetch_count=0, global_qos=True)  # removed: the rest flows
     deadline = time.monotonic() + 5
@@ -90,7 +100,7 @@ def test_held_back_deliveries_requeued_on_channel_close(amqp_broker, pika_connec
     got = []
     ch.basic_consume("gh1", lambda c, m, p, b: got.append(b))
     ch.basic_consume("gh2", lambda c, m, p, b: got.append(b))
-    pump(conn, 1.0)
+    pump_until(conn, lambda: len(got) >= 1)
     assert len(got) == 1
     ch.close()
     other = pika_connect(amqp_broker).channel()

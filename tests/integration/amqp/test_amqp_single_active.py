@@ -2,8 +2,22 @@
 RabbitMQ 3.10.8): only the first consumer to register receives; when it goes,
 the next one takes over, with the messages it left unacked first."""
 
+import time
+
 import pika
 import pytest
+
+
+def pump_until(conns, cond, timeout=5.0):
+    """Processes both connections' events until cond() holds (bounded), then a
+    little more so that a wrong delivery would show."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached"
+        for c in conns:
+            c.process_data_events(time_limit=0.03)
+    for c in conns:
+        c.process_data_events(time_limit=0.3)
 
 
 def test_single_active_consumer_and_takeover(amqp_broker, pika_connect):
@@ -19,17 +33,15 @@ def test_single_active_consumer_and_takeover(amqp_broker, pika_connect):
     ch2 = c2.channel()
     ch2.basic_qos(prefetch_count=2)
     ch2.basic_consume("sac", lambda c, m, p, b: got["b"].append((m.delivery_tag, b)))
-    c1.process_data_events(time_limit=0.5)
-    c2.process_data_events(time_limit=0.5)
+    pump_until((c1, c2), lambda: len(got["a"]) >= 2)
     assert [b for _, b in got["a"]] == [b"0", b"1"]
     assert got["b"] == []  # not active, although it has credit
     ch.basic_ack(got["a"][0][0])
-    c1.process_data_events(time_limit=0.5)
-    c2.process_data_events(time_limit=0.5)
+    pump_until((c1, c2), lambda: len(got["a"]) >= 3)
     assert [b for _, b in got["a"]] == [b"0", b"1", b"2"]
     assert got["b"] == []
     c1.close()  # the active consumer leaves: "1" and "2" are requeued, b takes over
-    c2.process_data_events(time_limit=1.0)
+    pump_until((c2,), lambda: len(got["b"]) >= 2)
     assert [b for _, b in got["b"]] == [b"1", b"2"]
 
 
