@@ -35,7 +35,6 @@
 #include "core/diag.h"
 #include "core/err.h"
 
-#define SL(s) (int)(s).len, (const char *)(s).data
 
 /* ---- sending a stored message ---- */
 

@@ -28,6 +28,7 @@
  */
 #include "amqp/amqp_int.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -42,7 +43,6 @@
 /* Most x-death entries kept; older ones beyond it are dropped. */
 #define XDEATH_MAX 64
 
-#define SL(s) (int)(s).len, (const char *)(s).data
 /* Most header entries a dead-lettered message keeps (besides the ones added). */
 #define HEADERS_MAX 1024
 
@@ -127,7 +127,9 @@ static int build_headers(struct dl *dl, const struct amqp_basic_properties *p, c
 				struct death d;
 				death_read(&item, &d);
 				if (slice_is(d.queue, queue) && slice_is(d.reason, reasons[why])) {
-					count = d.count + 1; /* this one is replaced by the new entry */
+					/* replaced by the new entry; the count is the
+					 * client's to write: saturate */
+					count = d.count < INT64_MAX ? d.count + 1 : INT64_MAX;
 					continue;
 				}
 				dl->any_rejected |= slice_is(d.reason, "rejected");
@@ -214,51 +216,24 @@ void amqp_dead_letter(void *ctx, const char *queue, const struct bqueue_args *ar
 {
 	struct amqp_server *s = ctx;
 	struct dl *dl = calloc(1, sizeof *dl);
-	uint8_t *hdr = NULL, *batch = NULL, *props = NULL;
+	uint8_t *scratch = NULL, *batch = NULL, *props = NULL;
 	size_t len = 0, props_len = 0;
 	struct exchange_dests dests;
 	exchange_dests_init(&dests);
 	struct amqp_message m;
 	memset(&m, 0, sizeof m);
 	int rc = dl ? amqp_message_decode(msg->data, msg->len, &m) : -ERR_NOMEM;
-	/* The properties as a content header payload (class, weight, size, props). */
-	struct amqp_content_header h;
-	if (!rc) {
-		size_t n = 12 + m.props_raw.len;
-		hdr = malloc(n);
-		if (!hdr) {
-			rc = -ERR_NOMEM;
-		} else {
-			memset(hdr, 0, 12);
-			hdr[1] = 60; /* basic */
-			memcpy(hdr + 12, m.props_raw.data, m.props_raw.len);
-			struct reader r;
-			reader_init(&r, hdr, n);
-			rc = amqp_content_header_decode(&r, &h);
-		}
-	}
-	struct amqp_basic_properties p;
+	struct amqp_basic_properties old, p;
 	memset(&p, 0, sizeof p);
 	if (!rc)
-		rc = build_headers(dl, &h.props.basic, queue, why, &m, (uint64_t)time(NULL));
+		rc = amqp_props_decode(m.props_raw, &scratch, &old);
+	if (!rc)
+		rc = build_headers(dl, &old, queue, why, &m, (uint64_t)time(NULL));
 	if (!rc) {
-		p = h.props.basic;
+		p = old;
 		p.flags = (uint16_t)((p.flags | AMQP_BASIC_FLAG_HEADERS) & ~AMQP_BASIC_FLAG_EXPIRATION);
 		p.headers = amqp_table_of(dl->headers, dl->n_headers);
-		struct amqp_content_header out = { .class_id = 60 };
-		out.props.basic = p;
-		struct writer w;
-		writer_init(&w, AMQP_MESSAGE_MAX);
-		rc = amqp_content_header_encode(&w, &out);
-		if (!rc && w.len >= 12) {
-			props_len = w.len - 12;
-			props = malloc(props_len ? props_len : 1);
-			if (props)
-				memcpy(props, w.buf + 12, props_len);
-			else
-				rc = -ERR_NOMEM;
-		}
-		writer_fini(&w);
+		rc = amqp_props_encode(&p, &props, &props_len);
 	}
 	struct slice rk = args->has_dlx_key ? amqp_slice_str(args->dlx_key) : m.routing_key;
 	if (!rc) {
@@ -286,7 +261,7 @@ void amqp_dead_letter(void *ctx, const char *queue, const struct bqueue_args *ar
 	exchange_dests_fini(&dests);
 	free(batch);
 	free(props);
-	free(hdr);
+	free(scratch);
 	if (dl)
 		free(dl->headers);
 	free(dl);

@@ -23,7 +23,6 @@
 /* Largest encoded argument table stored (frames are smaller anyway). */
 #define ARGS_STORE_MAX (1u << 20)
 
-#define SL(s) (int)(s).len, (const char *)(s).data
 
 /* ---- field tables for the exchange table ---- */
 

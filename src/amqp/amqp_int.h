@@ -47,6 +47,9 @@
 #include "core/writer.h"
 #include "net/conn.h"
 
+/* printf arguments for a slice: "%.*s", SL(s). */
+#define SL(s) (int)(s).len, (const char *)(s).data
+
 /* What Sluice proposes in connection.tune; clients may lower frame_max and
  * channel_max, and choose the heartbeat. */
 #define AMQP_CHANNEL_MAX 2047
@@ -292,6 +295,14 @@ int amqp_message_encode(const struct amqp_message *m, int64_t now_ms, uint8_t **
 			size_t *out_len);
 /* Decodes a stored batch; m borrows from it. Returns 0 or -ERR_CORRUPT. */
 int amqp_message_decode(const uint8_t *batch, size_t len, struct amqp_message *m);
+/*
+ * Decodes raw basic properties (property flags + list, as a message stores
+ * them) into *out, which borrows from *scratch (owned by the caller: free it,
+ * also on error). Returns 0 or the errors of amqp_content_header_decode.
+ */
+int amqp_props_decode(struct slice raw, uint8_t **scratch, struct amqp_basic_properties *out);
+/* Encodes p as raw basic properties into *out (owned by the caller). 0 or an error. */
+int amqp_props_encode(const struct amqp_basic_properties *p, uint8_t **out, size_t *out_len);
 
 /* ---- amqp_conn.c ---- */
 

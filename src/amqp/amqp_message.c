@@ -31,6 +31,7 @@
 
 #include "broker/queue.h"
 #include "core/err.h"
+#include "core/reader.h"
 #include "storage/record_batch.h"
 
 #define HDR_EXCHANGE "x-amqp-exchange"
@@ -119,4 +120,46 @@ int amqp_message_decode(const uint8_t *batch, size_t len, struct amqp_message *m
 	if (!have_props || m->props_raw.len < 2)
 		m->props_raw = (struct slice){ (const uint8_t *)"\0\0", 2 };
 	return 0;
+}
+
+/* A content header payload starts with class id, weight and body size. */
+#define HEADER_PREFIX 12
+
+int amqp_props_decode(struct slice raw, uint8_t **scratch, struct amqp_basic_properties *out)
+{
+	*scratch = malloc(HEADER_PREFIX + raw.len);
+	if (!*scratch)
+		return -ERR_NOMEM;
+	memset(*scratch, 0, HEADER_PREFIX);
+	(*scratch)[1] = (uint8_t)AMQP_CLASS_BASIC;
+	if (raw.len)
+		memcpy(*scratch + HEADER_PREFIX, raw.data, raw.len);
+	struct reader r;
+	reader_init(&r, *scratch, HEADER_PREFIX + raw.len);
+	struct amqp_content_header h;
+	int rc = amqp_content_header_decode(&r, &h);
+	if (!rc)
+		*out = h.props.basic;
+	return rc;
+}
+
+int amqp_props_encode(const struct amqp_basic_properties *p, uint8_t **out, size_t *out_len)
+{
+	struct amqp_content_header h = { .class_id = AMQP_CLASS_BASIC };
+	h.props.basic = *p;
+	struct writer w;
+	writer_init(&w, AMQP_MESSAGE_MAX);
+	int rc = amqp_content_header_encode(&w, &h);
+	if (!rc && w.len < HEADER_PREFIX)
+		rc = -ERR_MALFORMED;
+	if (!rc) {
+		*out_len = w.len - HEADER_PREFIX;
+		*out = malloc(*out_len ? *out_len : 1);
+		if (*out)
+			memcpy(*out, w.buf + HEADER_PREFIX, *out_len);
+		else
+			rc = -ERR_NOMEM;
+	}
+	writer_fini(&w);
+	return rc;
 }

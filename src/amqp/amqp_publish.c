@@ -33,7 +33,6 @@
 #include "core/err.h"
 #include "core/mem_account.h"
 
-#define SL(s) (int)(s).len, (const char *)(s).data
 
 void amqp_publish_reset(struct amqp_channel *ch)
 {

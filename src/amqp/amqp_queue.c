@@ -28,7 +28,6 @@
 #include "core/err.h"
 #include "core/reader.h"
 
-#define SL(s) (int)(s).len, (const char *)(s).data
 
 static const char locked_text[] =
 	"cannot obtain exclusive access to locked queue '%.*s' in vhost '/'. It could be "

@@ -225,25 +225,9 @@ bool amqp_reply_rewrite(struct amqp_channel *ch, const struct amqp_content_heade
 				   "fast reply consumer does not exist");
 		return false;
 	}
-	struct amqp_content_header out = { .class_id = AMQP_CLASS_BASIC };
-	out.props.basic = *p;
-	out.props.basic.reply_to = (struct slice){ (const uint8_t *)ch->reply_key,
-						   ch->reply_key_len };
-	struct writer w;
-	writer_init(&w, AMQP_MESSAGE_MAX);
-	int rc = amqp_content_header_encode(&w, &out);
-	/* The payload starts with class, weight and body size: 12 bytes. */
-	if (!rc && w.len < 12)
-		rc = -ERR_MALFORMED;
-	if (!rc) {
-		*props_len = w.len - 12;
-		*props = malloc(*props_len ? *props_len : 1);
-		if (*props)
-			memcpy(*props, w.buf + 12, *props_len);
-		else
-			rc = -ERR_NOMEM;
-	}
-	writer_fini(&w);
+	struct amqp_basic_properties out = *p;
+	out.reply_to = (struct slice){ (const uint8_t *)ch->reply_key, ch->reply_key_len };
+	int rc = amqp_props_encode(&out, props, props_len);
 	if (rc) {
 		*props_len = 0;
 		amqp_conn_error(ch->ac, AMQP_INTERNAL_ERROR, AMQP_BASIC_PUBLISH,

@@ -610,7 +610,7 @@ static void publish_on_owner(void *p)
 	int64_t ttl = q->message_ttl;
 	if (op->ttl_ms >= 0 && (ttl < 0 || op->ttl_ms < ttl))
 		ttl = op->ttl_ms;
-	int64_t expires = ttl >= 0 ? now + ttl : -1;
+	int64_t expires = ttl >= 0 ? queue_expiry_at(now, ttl) : -1;
 	int rc = queue_publish(q->q, &op->batch, op->len, expires, now, &off, &file,
 			       death_cb(q, 1), q);
 	mem_account_add(MEM_IN_FLIGHT, -(int64_t)op->len); /* arrived (bqueue_publish counted it) */

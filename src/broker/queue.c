@@ -418,7 +418,7 @@ static int rebuild(struct queue *q, const struct recovery *rv)
 			int64_t ttl = batch_ttl(b.data, b.len);
 			if (q->message_ttl >= 0 && (ttl < 0 || q->message_ttl < ttl))
 				ttl = q->message_ttl;
-			int64_t exp = ttl >= 0 ? h.base_timestamp + ttl : -1;
+			int64_t exp = ttl >= 0 ? queue_expiry_at(h.base_timestamp, ttl) : -1;
 			struct entry e = { .offset = h.base_offset, .expires_at = exp,
 					   .size = (uint32_t)b.len,
 					   .deliveries = h.base_offset < q->mark ? 1 : 0,

@@ -43,6 +43,20 @@ struct queue;
 struct flusher_file;
 
 /*
+ * When a message stamped at `from` (wall-clock ms) with a time to live of
+ * ttl ms (>= 0) expires: their sum, saturated, since both may come from a
+ * client (x-message-ttl, expiration) or from stored bytes.
+ */
+static inline int64_t queue_expiry_at(int64_t from, int64_t ttl)
+{
+	if (from > 0 && ttl > INT64_MAX - from)
+		return INT64_MAX;
+	if (from < 0 && from + ttl < 0)
+		return 0; /* an absurd stamp: expired */
+	return from + ttl;
+}
+
+/*
  * The record header holding a message's priority: a value of one byte
  * (0-255). Written by the front end (amqp_message.c) into the stored batch of
  * a message with a priority above 0, and read back by priority queues when

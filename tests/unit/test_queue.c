@@ -630,6 +630,17 @@ static void test_priority_random_against_model(void **state)
 	queue_close(q);
 }
 
+/* Expiry sums saturate: TTLs and stamps come from clients and from disk. */
+static void test_expiry_at_saturates(void **state)
+{
+	(void)state;
+	assert_int_equal(queue_expiry_at(1000, 500), 1500);
+	assert_true(queue_expiry_at(1000, INT64_MAX) == INT64_MAX);
+	assert_true(queue_expiry_at(INT64_MAX, 1) == INT64_MAX);
+	assert_int_equal(queue_expiry_at(INT64_MIN, 5), 0);
+	assert_int_equal(queue_expiry_at(-10, 20), 10);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -639,6 +650,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_transient_queue_starts_empty, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_max_length_policies, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expiry_and_purge, setup, teardown),
+		cmocka_unit_test(test_expiry_at_saturates),
 		cmocka_unit_test_setup_teardown(test_discard_expire_and_recovered_ttl, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_priority_order_and_fifo_within_level, setup,

@@ -66,3 +66,14 @@ def test_message_expiration_survives_restart(amqp_factory, pika_connect):
     m, _, body = ch.basic_get("exp.durable", auto_ack=True)
     assert body == b"stays"
     assert ch.basic_get("exp.durable", auto_ack=True)[0] is None
+
+
+def test_huge_ttls_do_not_overflow(amqp_broker, pika_connect):
+    """TTLs near the int64 limit (client-chosen) never expire early and never
+    overflow the expiry arithmetic (a UBSan report fails the test)."""
+    ch = pika_connect(amqp_broker).channel()
+    ch.queue_declare("exp.huge", arguments={"x-message-ttl": 2**63 - 1})
+    ch.basic_publish("", "exp.huge", b"kept", pika.BasicProperties(expiration="999999999999999"))
+    time.sleep(0.2)
+    m, _, body = ch.basic_get("exp.huge", auto_ack=True)
+    assert body == b"kept"
