@@ -26,7 +26,17 @@ def admin_error(future, timeout=10):
 
 
 def segment_bytes(data_dir):
-    return sum(p.stat().st_size for p in data_dir.rglob("*.log"))
+    """Bytes of every .log file under data_dir. The broker may delete a topic's
+    directory while this walks it: what vanished counts as gone (0 bytes)."""
+    total = 0
+    for root, _dirs, files in os.walk(data_dir):  # os.walk skips vanished dirs
+        for name in files:
+            if name.endswith(".log"):
+                try:
+                    total += os.stat(os.path.join(root, name)).st_size
+                except FileNotFoundError:
+                    pass
+    return total
 
 
 def test_create_topic_with_partitions_and_configs(broker):
