@@ -86,11 +86,20 @@ static uint64_t *g_lat_ns; /* latency samples (latency mode) */
 static uint64_t g_lat_n, g_lat_cap;
 static uint64_t g_warmup_seq; /* latency mode: seq below this not counted */
 static uint64_t g_deadline_ns;
+static uint64_t g_cons_cpu_ns; /* consumer thread CPU while consuming */
 
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* CPU time of the calling thread (user + system), ns. */
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
@@ -179,6 +188,7 @@ static void *consumer_main(void *arg)
 	}
 	set_consumer_state(1);
 
+	uint64_t cpu0 = thread_cpu_ns();
 	uint64_t got = 0, unacked = 0, last_tag = 0;
 	bool fail = false;
 	for (;;) {
@@ -232,6 +242,9 @@ static void *consumer_main(void *arg)
 	}
 	if (unacked && !fail)
 		amqp_basic_ack(c, 1, last_tag, 1);
+	pthread_mutex_lock(&g_mu);
+	g_cons_cpu_ns = thread_cpu_ns() - cpu0;
+	pthread_mutex_unlock(&g_mu);
 	close_broker(c);
 	if (fail)
 		set_consumer_state(-1);
@@ -427,7 +440,7 @@ int main(int argc, char **argv)
 
 	uint64_t n = g_opt.count, confirmed = 0;
 	bool ok = true;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = now_ns(), pub_cpu0 = thread_cpu_ns();
 	double interval_ns = 1e9 / g_opt.rate;
 	for (uint64_t i = 0; i < n && ok; i++) {
 		if (g_opt.latency) {
@@ -459,11 +472,11 @@ int main(int argc, char **argv)
 	}
 	while (ok && g_opt.mode == MODE_CONFIRM && confirmed < n)
 		ok = read_confirms(c, &confirmed, true);
-	uint64_t t_pub = now_ns();
+	uint64_t t_pub = now_ns(), pub_cpu = thread_cpu_ns() - pub_cpu0;
 
 	pthread_join(cons, NULL);
 	pthread_mutex_lock(&g_mu);
-	uint64_t got = g_received, t_last = g_t_last_recv;
+	uint64_t got = g_received, t_last = g_t_last_recv, cons_cpu = g_cons_cpu_ns;
 	cst = g_consumer_state;
 	pthread_mutex_unlock(&g_mu);
 
@@ -480,9 +493,10 @@ int main(int argc, char **argv)
 	double pub_secs = (double)(t_pub - t0) / 1e9;
 	if (!g_opt.latency) {
 		printf("RESULT op=throughput mode=%s size=%zu msgs=%" PRIu64 " secs=%.3f msgps=%.0f "
-		       "mbps=%.1f pub_secs=%.3f pub_msgps=%.0f\n",
+		       "mbps=%.1f pub_secs=%.3f pub_msgps=%.0f pub_cpu_secs=%.3f cons_cpu_secs=%.3f\n",
 		       g_opt.mode_name, g_opt.size, n, secs, (double)n / secs,
-		       (double)n * (double)g_opt.size / secs / 1e6, pub_secs, (double)n / pub_secs);
+		       (double)n * (double)g_opt.size / secs / 1e6, pub_secs, (double)n / pub_secs,
+		       (double)pub_cpu / 1e9, (double)cons_cpu / 1e9);
 	} else {
 		qsort(g_lat_ns, g_lat_n, sizeof(*g_lat_ns), cmp_u64);
 		printf("RESULT op=latency mode=%s size=%zu rate=%.0f samples=%" PRIu64 " p50_ms=%.3f "

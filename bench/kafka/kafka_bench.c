@@ -75,6 +75,7 @@ struct options {
 	int linger_ms;
 	int partition_fetch_bytes;
 	int fetch_wait_ms;
+	int consume_batch;
 };
 
 static int64_t mono_ns(void)
@@ -335,22 +336,43 @@ static int run_consume(const struct options *o)
 	int64_t deadline = t0 + (int64_t)(o->max_seconds * 1e9);
 	int n_parts = assign_all(rk, o->topic);
 	int64_t got = 0, bytes = 0, errors = 0, t_first = 0, first_len = 0;
+	/* --batch N > 1: rd_kafka_consume_batch_queue takes up to N messages per
+	 * call instead of one rd_kafka_consumer_poll per message. */
+	rd_kafka_queue_t *q = o->consume_batch > 1 ? rd_kafka_queue_get_consumer(rk) : NULL;
+	rd_kafka_message_t *one[1], **batch = one;
+	if (q && !(batch = calloc((size_t)o->consume_batch, sizeof *batch)))
+		die("%s", "out of memory");
 	while (got < o->count && mono_ns() < deadline) {
-		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
-		if (!m)
-			continue;
-		if (m->err) {
-			if (errors++ < 5)
-				fprintf(stderr, "kafka_bench: consume: %s\n", rd_kafka_message_errstr(m));
+		ssize_t n_msgs = 1;
+		if (q) {
+			n_msgs = rd_kafka_consume_batch_queue(q, 100, batch, (size_t)o->consume_batch);
+			if (n_msgs < 0)
+				die("consume batch: %s", rd_kafka_err2str(rd_kafka_last_error()));
 		} else {
-			if (!got) {
-				t_first = mono_ns();
-				first_len = (int64_t)m->len;
-			}
-			got++;
-			bytes += (int64_t)m->len;
+			rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+			if (!m)
+				continue;
+			batch[0] = m;
 		}
-		rd_kafka_message_destroy(m);
+		for (ssize_t k = 0; k < n_msgs; k++) {
+			rd_kafka_message_t *m = batch[k];
+			if (m->err) {
+				if (errors++ < 5)
+					fprintf(stderr, "kafka_bench: consume: %s\n", rd_kafka_message_errstr(m));
+			} else {
+				if (!got) {
+					t_first = mono_ns();
+					first_len = (int64_t)m->len;
+				}
+				got++;
+				bytes += (int64_t)m->len;
+			}
+			rd_kafka_message_destroy(m);
+		}
+	}
+	if (q) {
+		free(batch);
+		rd_kafka_queue_destroy(q);
 	}
 	int64_t t1 = mono_ns();
 	/* The rate runs from the first message on: librdkafka 2.0 sometimes starts
@@ -786,6 +808,9 @@ static void usage(void)
 		"  --linger MS    linger.ms of the throughput producer, default 5\n"
 		"  --partition-fetch-bytes N   max.partition.fetch.bytes, default 1048576\n"
 		"  --fetch-wait MS             fetch.wait.max.ms, default 10\n"
+		"  --batch N                   consume: up to N messages per call of\n"
+		"                              rd_kafka_consume_batch_queue (default 1: one\n"
+		"                              rd_kafka_consumer_poll per message)\n"
 		"  --max-seconds S             bound on the whole mode, default 60\n");
 	exit(2);
 }
@@ -803,6 +828,7 @@ int main(int argc, char **argv)
 		{ "linger", required_argument, NULL, 'L' },
 		{ "partition-fetch-bytes", required_argument, NULL, 'F' },
 		{ "fetch-wait", required_argument, NULL, 'w' },
+		{ "batch", required_argument, NULL, 'B' },
 		{ "max-seconds", required_argument, NULL, 'M' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -822,6 +848,7 @@ int main(int argc, char **argv)
 		case 'L': o.linger_ms = atoi(optarg); break;
 		case 'F': o.partition_fetch_bytes = atoi(optarg); break;
 		case 'w': o.fetch_wait_ms = atoi(optarg); break;
+		case 'B': o.consume_batch = atoi(optarg); break;
 		case 'M': o.max_seconds = atof(optarg); break;
 		default: usage();
 		}
