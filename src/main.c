@@ -371,7 +371,9 @@ static int shutdown_wait(struct server *b, const sigset_t *sigs)
 /* Starts the loops and one listener per enabled port; returns 0 or -1 (logged). */
 static int broker_start(struct server *b)
 {
-	int rc = loop_group_start(b->cfg.threads, &b->group);
+	struct loop_coalesce co = { .wait_us = b->cfg.loop_coalesce_wait_us,
+				    .gap_us = b->cfg.loop_coalesce_gap_us };
+	int rc = loop_group_start_opts(b->cfg.threads, &co, &b->group);
 	if (rc != 0) {
 		diag_error("main", "cannot start event loops: %s", err_str(rc));
 		return -1;

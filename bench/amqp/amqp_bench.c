@@ -6,6 +6,7 @@
  *
  *   amqp_bench throughput --port P --mode M --size B --count N
  *   amqp_bench latency    --port P --mode M --size B --rate R --seconds S
+ *   amqp_bench unrouted   --port P --size B --count N
  *
  * Modes:
  *   transient   non-durable queue, delivery_mode 1
@@ -21,6 +22,13 @@
  * (a late wake-up sends what fell due), writes CLOCK_MONOTONIC at send time
  * into the body, and the consumer takes now minus that stamp; the first
  * second is a warm-up that is not counted.
+ *
+ * Unrouted: the publisher alone, transient messages to the default exchange
+ * with a routing key no queue has, so the broker drops each one after parsing
+ * and routing it; a basic.qos round trip at the end makes sure the broker has
+ * read them all. Its rate is about the most this client publishes on this
+ * machine: the reference for how close a queueing run gets to the client's
+ * own limit.
  *
  * Prints one line "RESULT key=value ..." on success; exits 1 otherwise. Every
  * wait is bounded by --max-seconds. The queue (named per run) is deleted at
@@ -46,6 +54,7 @@ enum mode { MODE_TRANSIENT, MODE_PERSISTENT, MODE_CONFIRM };
 
 struct opts {
 	bool latency;
+	bool unrouted;
 	const char *host;
 	int port;
 	enum mode mode;
@@ -325,7 +334,7 @@ static double pct_ms(const uint64_t *v, uint64_t n, double p)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: amqp_bench throughput|latency [--host H] [--port P] [--mode transient|persistent|confirm]\n"
+		"usage: amqp_bench throughput|latency|unrouted [--host H] [--port P] [--mode transient|persistent|confirm]\n"
 		"       [--size B] [--count N] [--rate R] [--seconds S] [--prefetch N] [--ack-every N]\n"
 		"       [--window N] [--max-seconds S] [--queue NAME]\n");
 	exit(2);
@@ -337,6 +346,8 @@ static void parse(int argc, char **argv)
 		usage();
 	if (!strcmp(argv[1], "latency"))
 		g_opt.latency = true;
+	else if (!strcmp(argv[1], "unrouted"))
+		g_opt.unrouted = true;
 	else if (strcmp(argv[1], "throughput"))
 		usage();
 	snprintf(g_opt.queue, sizeof(g_opt.queue), "bench-%d-%ld", (int)getpid(), (long)time(NULL));
@@ -395,9 +406,48 @@ static void sleep_until(uint64_t t)
 		;
 }
 
+/* The unrouted mode: publishes only; see the header. */
+static int run_unrouted(void)
+{
+	amqp_connection_state_t c = connect_broker();
+	char *body = calloc(1, g_opt.size ? g_opt.size : 1);
+	if (!body)
+		die("out of memory");
+	amqp_basic_properties_t props = { 0 };
+	props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
+	props.delivery_mode = 1;
+	char rk[160];
+	snprintf(rk, sizeof rk, "%s-nowhere", g_opt.queue);
+	amqp_bytes_t bb = { .len = g_opt.size, .bytes = body };
+	uint64_t t0 = now_ns(), cpu0 = thread_cpu_ns();
+	for (uint64_t i = 0; i < g_opt.count; i++) {
+		int st = amqp_basic_publish(c, 1, amqp_empty_bytes, amqp_cstring_bytes(rk), 0, 0,
+					    &props, bb);
+		if (st != AMQP_STATUS_OK) {
+			fprintf(stderr, "amqp_bench: publish: %s\n", amqp_error_string2(st));
+			return 1;
+		}
+	}
+	uint64_t t_sent = now_ns();
+	amqp_basic_qos(c, 1, 0, 0, 0); /* answered once every publish before it is read */
+	if (!reply_ok(amqp_get_rpc_reply(c), "basic.qos"))
+		return 1;
+	uint64_t t1 = now_ns(), cpu = thread_cpu_ns() - cpu0;
+	close_broker(c);
+	free(body);
+	double secs = (double)(t1 - t0) / 1e9;
+	printf("RESULT op=unrouted size=%zu msgs=%" PRIu64 " secs=%.3f send_secs=%.3f pub_msgps=%.0f "
+	       "pub_cpu_secs=%.3f\n",
+	       g_opt.size, g_opt.count, secs, (double)(t_sent - t0) / 1e9, (double)g_opt.count / secs,
+	       (double)cpu / 1e9);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	parse(argc, argv);
+	if (g_opt.unrouted)
+		return run_unrouted();
 	uint64_t warmup = 0;
 	if (g_opt.latency) {
 		warmup = (uint64_t)g_opt.rate; /* one second */

@@ -29,6 +29,8 @@ struct config {
 	int port_amqp;                /* port.amqp: 0 disables */
 	int port_http;                /* port.http: 0 disables */
 	int threads;                  /* threads: event-loop threads, 0 = number of cores */
+	int loop_coalesce_wait_us;    /* loop.coalesce.wait.us: wait before polling while streaming */
+	int loop_coalesce_gap_us;     /* loop.coalesce.gap.us: input this close counts as streaming */
 	int log_level;                /* log.level: enum diag_level */
 	enum config_flush log_flush;  /* log.flush */
 	int64_t log_flush_interval_ms;    /* log.flush.interval.ms */

@@ -370,6 +370,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		return;
 	}
 	c->batching = 1;
+	loop_note_input(c->loop);
 	if (buf->base == (char *)read_buf) {
 		int starved;
 		size_t n = (size_t)nread;

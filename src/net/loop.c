@@ -20,6 +20,7 @@
  */
 #include "net/loop.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -27,6 +28,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/diag.h"
@@ -49,6 +52,16 @@ struct loop {
 	struct loop_msg sentinel;
 	uv_loop_t uv;
 	uv_async_t async;
+	/* Input coalescing (loop_coalesce): waits before a poll while streaming. */
+	uv_prepare_t co_prepare;
+	uv_check_t co_check;
+	long co_wait_ns;            /* 0: off (the handles are not initialized) */
+	uint64_t co_gap_ns;
+	uint64_t co_last_input_ns;  /* when input was last read, outside a wait turn */
+	int co_streak;              /* inputs in a row closer than co_gap_ns */
+	int co_waited;              /* this turn began with a wait */
+	int co_input;               /* this turn read input */
+	_Atomic uint64_t co_waits;  /* waits taken (loop_coalesce_waits) */
 	struct loop_member members; /* sentinel of a circular list */
 	int stopping;               /* the stop message ran */
 	struct loop_deferred *deferred;  /* loop_defer list, LIFO */
@@ -65,6 +78,62 @@ struct loop_group {
 };
 
 static _Thread_local struct loop *current;
+
+/* Inputs in a row closer than gap_us before a loop starts waiting. */
+#define CO_STREAK 2
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Before each poll. A streaming loop waits on every other turn only: the turn
+ * after a wait polls at once, and its input's distance from the wait's tells
+ * whether the client still streams (the streak) or only answered (it is reset).
+ */
+static void co_prepare_cb(uv_prepare_t *h)
+{
+	struct loop *loop = h->data;
+	int waited = loop->co_waited;
+	loop->co_waited = 0;
+	loop->co_input = 0;
+	if (!waited && loop->co_streak >= CO_STREAK) {
+		struct timespec ts = { 0, loop->co_wait_ns };
+		while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+			;
+		loop->co_waited = 1;
+		atomic_fetch_add_explicit(&loop->co_waits, 1, memory_order_relaxed);
+	}
+}
+
+/* After the poll's callbacks: a wait that brought no input ends the streak. */
+static void co_check_cb(uv_check_t *h)
+{
+	struct loop *loop = h->data;
+	if (loop->co_waited && !loop->co_input)
+		loop->co_streak = 0;
+}
+
+uint64_t loop_coalesce_waits(const struct loop *loop)
+{
+	return atomic_load_explicit(&loop->co_waits, memory_order_relaxed);
+}
+
+void loop_note_input(struct loop *loop)
+{
+	if (loop->co_wait_ns == 0 || loop->co_input)
+		return;
+	loop->co_input = 1;
+	uint64_t now = mono_ns();
+	if (!loop->co_waited) {
+		int close = now - loop->co_last_input_ns < loop->co_gap_ns;
+		loop->co_streak = close ? loop->co_streak + 1 : 0;
+	}
+	loop->co_last_input_ns = now;
+}
 
 static void queue_push(struct loop *loop, struct loop_msg *m)
 {
@@ -161,6 +230,10 @@ static void close_member_cb(struct loop_member *m, void *arg)
 static void loop_close_all(struct loop *loop)
 {
 	loop_member_foreach(loop, NULL, close_member_cb, NULL);
+	if (loop->co_wait_ns) {
+		uv_close((uv_handle_t *)&loop->co_prepare, NULL);
+		uv_close((uv_handle_t *)&loop->co_check, NULL);
+	}
 	int stray = 0;
 	uv_walk(&loop->uv, close_stray_cb, &stray);
 	/* The async handle is always among them; anything else was left open. */
@@ -195,6 +268,8 @@ static void *loop_thread(void *arg)
 	char name[16];
 	snprintf(name, sizeof name, "sluice-loop-%d", loop->index);
 	pthread_setname_np(pthread_self(), name);
+	if (loop->co_wait_ns)
+		prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0); /* waits of the length asked */
 	current = loop;
 	for (int round = 0;; round++) {
 		uv_run(&loop->uv, UV_RUN_DEFAULT);
@@ -214,6 +289,24 @@ static void *loop_thread(void *arg)
 			   uv_strerror(loop->close_result));
 	current = NULL;
 	return NULL;
+}
+
+/* Sets up coalescing on a loop not yet started. */
+static void loop_coalesce_init(struct loop *loop, const struct loop_coalesce *co)
+{
+	if (!co || co->wait_us <= 0)
+		return;
+	uv_prepare_init(&loop->uv, &loop->co_prepare);
+	uv_check_init(&loop->uv, &loop->co_check);
+	loop->co_prepare.data = loop;
+	loop->co_check.data = loop;
+	uv_prepare_start(&loop->co_prepare, co_prepare_cb);
+	uv_check_start(&loop->co_check, co_check_cb);
+	/* They must not keep the loop alive at stop. */
+	uv_unref((uv_handle_t *)&loop->co_prepare);
+	uv_unref((uv_handle_t *)&loop->co_check);
+	loop->co_wait_ns = (long)co->wait_us * 1000;
+	loop->co_gap_ns = (uint64_t)(co->gap_us > 0 ? co->gap_us : 1) * 1000;
 }
 
 static struct loop *loop_new(struct loop_group *g, int index)
@@ -246,6 +339,10 @@ static struct loop *loop_new(struct loop_group *g, int index)
 static void loop_free_unstarted(struct loop *loop)
 {
 	uv_close((uv_handle_t *)&loop->async, NULL);
+	if (loop->co_wait_ns) {
+		uv_close((uv_handle_t *)&loop->co_prepare, NULL);
+		uv_close((uv_handle_t *)&loop->co_check, NULL);
+	}
 	uv_run(&loop->uv, UV_RUN_DEFAULT);
 	uv_loop_close(&loop->uv);
 	free(loop);
@@ -264,7 +361,14 @@ static void block_async_signals(sigset_t *old)
 
 int loop_group_start(int threads, struct loop_group **out)
 {
+	return loop_group_start_opts(threads, NULL, out);
+}
+
+int loop_group_start_opts(int threads, const struct loop_coalesce *co, struct loop_group **out)
+{
 	if (threads < 0)
+		return -ERR_INVALID;
+	if (co && (co->wait_us < 0 || co->wait_us > 10000 || co->gap_us < 0 || co->gap_us > 10000))
 		return -ERR_INVALID;
 	if (threads == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -289,6 +393,7 @@ int loop_group_start(int threads, struct loop_group **out)
 				loop_free_unstarted(g->loops[j]);
 			goto fail;
 		}
+		loop_coalesce_init(g->loops[i], co);
 	}
 	sigset_t old;
 	block_async_signals(&old);

@@ -27,6 +27,7 @@
 #define SLUICE_LOOP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <uv.h>
 
@@ -45,6 +46,29 @@ typedef void (*loop_fn)(void *arg);
  * a negative error; *out is set only on success.
  */
 int loop_group_start(int threads, struct loop_group **out);
+
+/*
+ * Input coalescing (docs/net.md, "Coalescing input"). A loop whose sockets
+ * keep receiving input less than gap_us apart (a client streaming messages)
+ * waits wait_us before polling again, on every other turn, so that one
+ * wake-up reads many messages. While the loop thread blocks in epoll_wait,
+ * every segment a client sends must wake it, and that wake-up is paid by the
+ * sender's system call. A loop whose input is sparser never waits, so
+ * request/response latency is unchanged. wait_us = 0 turns it off.
+ */
+struct loop_coalesce {
+	int wait_us; /* 0..10000 */
+	int gap_us;  /* 1..10000 */
+};
+/* loop_group_start with coalescing settings (NULL: off). */
+int loop_group_start_opts(int threads, const struct loop_coalesce *co, struct loop_group **out);
+/*
+ * A connection of this loop read input now: the measure coalescing goes by.
+ * Loop thread only; cheap when coalescing is off.
+ */
+void loop_note_input(struct loop *loop);
+/* Coalescing waits the loop has taken so far (any thread). */
+uint64_t loop_coalesce_waits(const struct loop *loop);
 /*
  * Stops every loop: rejects further posts, runs messages already queued,
  * closes every member and then every remaining handle, runs each loop until

@@ -209,6 +209,57 @@ static void test_ping_pong_between_loops(void **state)
 	assert_int_equal(pp.hops_left, 0);
 }
 
+/*
+ * Coalescing: a loop that reads input in consecutive turns less than gap_us
+ * apart starts waiting before its polls; one whose input is further apart
+ * never waits. Each input is its own turn: the next is posted only after the
+ * previous one ran.
+ */
+static void note_input(void *arg)
+{
+	atomic_int *ran = arg;
+	loop_note_input(loop_current());
+	atomic_fetch_add(ran, 1);
+}
+
+static uint64_t waits_after_inputs(int gap_us, int inputs, int pause_us)
+{
+	struct loop_group *g;
+	struct loop_coalesce co = { .wait_us = 200, .gap_us = gap_us };
+	assert_int_equal(loop_group_start_opts(1, &co, &g), 0);
+	struct loop *loop = loop_group_get(g, 0);
+	atomic_int ran;
+	atomic_init(&ran, 0);
+	for (int i = 0; i < inputs; i++) {
+		assert_int_equal(loop_post(loop, note_input, &ran), 0);
+		assert_int_equal(wait_for(&ran, i + 1, 5000), i + 1);
+		if (pause_us > 0) {
+			struct timespec ts = { pause_us / 1000000, (long)(pause_us % 1000000) * 1000 };
+			nanosleep(&ts, NULL);
+		}
+	}
+	uint64_t waits = loop_coalesce_waits(loop);
+	assert_int_equal(loop_group_stop(g), 0);
+	return waits;
+}
+
+static void test_coalesce_waits_only_while_streaming(void **state)
+{
+	(void)state;
+	/* Inputs about 1 ms apart against a 10 ms gap: streaming, so the loop waits. */
+	assert_true(waits_after_inputs(10000, 20, 0) > 0);
+	/* Inputs 3 ms apart against a 1 us gap: sparse, never a wait. */
+	assert_int_equal(waits_after_inputs(1, 20, 3000), 0);
+	/* Off: never a wait; bad settings refused. */
+	struct loop_group *g;
+	struct loop_coalesce off = { .wait_us = 0, .gap_us = 50 };
+	assert_int_equal(loop_group_start_opts(1, &off, &g), 0);
+	assert_int_equal(loop_coalesce_waits(loop_group_get(g, 0)), 0);
+	assert_int_equal(loop_group_stop(g), 0);
+	struct loop_coalesce bad = { .wait_us = 10001, .gap_us = 50 };
+	assert_int_equal(loop_group_start_opts(1, &bad, &g), -ERR_INVALID);
+}
+
 /* Counters for the stop test; each is touched by one loop thread, read after join. */
 struct stop_test {
 	int queued_ran;
@@ -397,6 +448,7 @@ int main(void)
 		cmocka_unit_test(test_call_current_and_accessors),
 		cmocka_unit_test(test_post_many_threads),
 		cmocka_unit_test(test_ping_pong_between_loops),
+		cmocka_unit_test(test_coalesce_waits_only_while_streaming),
 		cmocka_unit_test(test_stop_runs_queued_and_closes_everything),
 		cmocka_unit_test(test_defer_runs_once_after_the_drain),
 	};
