@@ -41,6 +41,7 @@ struct amqp_channel *amqp_channel_new(struct amqp_conn *ac, uint16_t number)
  */
 static void channel_release(struct amqp_channel *ch)
 {
+	amqp_confirm_flush(ch); /* before the close(-ok) that follows; no-op once closing */
 	amqp_basic_release(ch);
 	amqp_reply_release(ch);
 	amqp_publish_reset(ch);
@@ -114,6 +115,7 @@ void amqp_channel_error(struct amqp_channel *ch, uint16_t code, uint32_t method_
 		.class_id = AMQP_METHOD_CLASS(method_id),
 		.method_id = AMQP_METHOD_INDEX(method_id),
 	};
+	amqp_confirm_flush(ch);
 	ch->state = AMQP_CH_CLOSING;
 	channel_release(ch);
 	amqp_channel_send(ch, &amqp_channel_close_desc, &c);

@@ -330,6 +330,9 @@ static void conn_error_v(struct amqp_conn *ac, uint16_t code, uint32_t method_id
 		.class_id = AMQP_METHOD_CLASS(method_id),
 		.method_id = AMQP_METHOD_INDEX(method_id),
 	};
+	for (uint16_t i = 0; i < ac->n_channels; i++) /* confirms owed go first */
+		if (ac->channels[i])
+			amqp_confirm_flush(ac->channels[i]);
 	amqp_send_method(ac, 0, &amqp_connection_close_desc, &c);
 	ac->state = AMQP_CONN_CLOSING;
 	ac->close_deadline_ms = now_ms() + AMQP_CLOSE_TIMEOUT_MS;

@@ -45,6 +45,7 @@
 #include "broker/broker_queue.h"
 #include "broker/exchange.h"
 #include "core/writer.h"
+#include "net/loop.h"
 #include "net/conn.h"
 
 /* printf arguments for a slice: "%.*s", SL(s). */
@@ -204,6 +205,11 @@ struct amqp_channel {
 	char reply_tag[256];           /* its consumer tag */
 	uint64_t next_tag;             /* last delivery tag given */
 	uint64_t next_seq;             /* last publish sequence number (confirm mode) */
+	/* Confirms (amqp_publish.c, "coalesced confirms"). */
+	uint64_t conf_done;            /* every seq up to here is confirmed or in the run */
+	uint64_t conf_run;             /* acks up to here not sent yet (one multiple ack); 0 none */
+	uint64_t conf_count;           /* seqs confirmed so far (sent or in the run) */
+	bool conf_unordered;           /* a confirm went out past a gap: single ones until caught up */
 	struct amqp_consumer *consumers;
 	struct amqp_unacked *unacked;  /* [ua_head, ua_len): in tag order, with holes */
 	size_t ua_head, ua_len, ua_cap, ua_live;
@@ -274,6 +280,8 @@ struct amqp_conn {
 	size_t tx_bytes;             /* bytes held by open transactions, all channels */
 	char user[64];
 	struct writer out;           /* reused to encode each frame */
+	struct loop_deferred conf_flush; /* sends the channels' coalesced confirms */
+	bool conf_flush_queued;      /* conf_flush is queued and holds a reference */
 };
 
 /* ---- amqp_message.c: a message as a stored record batch ---- */
@@ -464,6 +472,12 @@ void amqp_publish_store(struct amqp_channel *ch, struct bqueue **qs, size_t n, u
  * publish or completes tx.commit (amqp_tx_stored).
  */
 void amqp_publish_done(void *arg, int status, uint64_t offset);
+/*
+ * Sends the channel's coalesced acks (one basic.ack, multiple=1) now. Called
+ * before anything that must come after them: the channel's or connection's
+ * close. A no-op when there are none or the channel is not open.
+ */
+void amqp_confirm_flush(struct amqp_channel *ch);
 /* Sends basic.return 312 NO_ROUTE for an unroutable mandatory message. */
 void amqp_publish_return(struct amqp_channel *ch, const struct amqp_message *m);
 

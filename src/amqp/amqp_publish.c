@@ -76,14 +76,72 @@ void amqp_publish_start(struct amqp_channel *ch, const struct amqp_basic_publish
 	memcpy(p->routing_key, m->routing_key.data, m->routing_key.len);
 }
 
-static void send_confirm(struct amqp_channel *ch, uint64_t seq, bool ack)
+static void send_one_confirm(struct amqp_channel *ch, uint64_t seq, bool ack, bool multiple)
 {
 	if (ack) {
-		struct amqp_basic_ack a = { .delivery_tag = seq };
+		struct amqp_basic_ack a = { .delivery_tag = seq, .multiple = multiple };
 		amqp_channel_send(ch, &amqp_basic_ack_desc, &a);
 	} else {
 		struct amqp_basic_nack n = { .delivery_tag = seq, .requeue = false };
 		amqp_channel_send(ch, &amqp_basic_nack_desc, &n);
+	}
+}
+
+void amqp_confirm_flush(struct amqp_channel *ch)
+{
+	if (!ch->conf_run)
+		return;
+	uint64_t run = ch->conf_run;
+	ch->conf_run = 0;
+	if (ch->state == AMQP_CH_OPEN && !amqp_conn_failed(ch->ac))
+		send_one_confirm(ch, run, true, true);
+}
+
+/* The end of a turn's completions: each channel's run as one basic.ack. */
+static void confirm_flush_all(void *arg)
+{
+	struct amqp_conn *ac = arg;
+	ac->conf_flush_queued = false;
+	for (uint16_t i = 0; i < ac->n_channels; i++)
+		if (ac->channels && ac->channels[i])
+			amqp_confirm_flush(ac->channels[i]);
+	amqp_conn_unref(ac);
+}
+
+/*
+ * Coalesced confirms. A publisher streaming with confirms gets one basic.ack
+ * (multiple=1) per loop turn's completions, as from RabbitMQ, instead of one
+ * frame per message. An ack whose seq follows every earlier one (conf_done + 1)
+ * only extends the run, sent at the end of the turn (loop_defer) or before the
+ * channel or connection closes. A nack, or an ack past a gap (a publish to
+ * another queue still being stored), first sends the run, then goes out on its
+ * own; past a gap, confirms stay single until every seq given out is
+ * confirmed, so that a multiple ack never covers an unconfirmed publish.
+ */
+static void send_confirm(struct amqp_channel *ch, uint64_t seq, bool ack)
+{
+	struct amqp_conn *ac = ch->ac;
+	ch->conf_count++;
+	if (ack && !ch->conf_unordered && seq == ch->conf_done + 1 && amqp_conn_live(ac)) {
+		ch->conf_done = seq;
+		ch->conf_run = seq;
+		if (!ac->conf_flush_queued) {
+			ac->conf_flush_queued = true;
+			amqp_conn_ref(ac);
+			ac->conf_flush = (struct loop_deferred){ .fn = confirm_flush_all, .arg = ac };
+			loop_defer(ac->loop, &ac->conf_flush);
+		}
+		return;
+	}
+	amqp_confirm_flush(ch);
+	send_one_confirm(ch, seq, ack, false);
+	if (!ch->conf_unordered && seq == ch->conf_done + 1)
+		ch->conf_done = seq;
+	else
+		ch->conf_unordered = true;
+	if (ch->conf_unordered && ch->conf_count == ch->next_seq) {
+		ch->conf_done = ch->next_seq; /* caught up: every seq is confirmed */
+		ch->conf_unordered = false;
 	}
 }
 
