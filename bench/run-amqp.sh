@@ -20,7 +20,9 @@
 #               warm-up not counted), modes transient and confirm; p50/p99/p99.9
 #               of consumer's CLOCK_MONOTONIC minus the stamp in the body
 # and prints medians, ranges and Sluice/RabbitMQ ratios with the targets:
-#   throughput >= 4x RabbitMQ in every row; p99 latency lower than RabbitMQ's.
+#   throughput >= 4x RabbitMQ in every row; p99 latency lower than RabbitMQ's;
+# and how busy the client's publisher thread was in each row (its CPU time over
+# its wall time: near 1, the client sets the rate, not the broker).
 # Everything it started is stopped by PID (RabbitMQ by rabbitmqctl stop, then
 # its PID) and the temp dir removed at exit. No rep starts that would end past
 # BUDGET_S (judged by the last rep's duration); whole run about 2.5 min here.
@@ -176,6 +178,10 @@ broker_rep() { # broker
 		for mode in "${MODES[@]}"; do
 			line=$(run_bench "$b" throughput --mode "$mode" --size "$size" --count "$n") || continue
 			add "$b.tp.$mode.$size" "$(field "$line" msgps)"
+			# How busy the client's publisher thread was: near 1, the client
+			# and not the broker sets the rate.
+			add "$b.busy.$mode.$size" "$(awk -v c="$(field "$line" pub_cpu_secs)" -v s="$(field "$line" pub_secs)" \
+				'BEGIN { if (s + 0 > 0) printf "%.2f", c / s }')"
 		done
 	done
 	for mode in "${LAT_MODES[@]}"; do
@@ -215,6 +221,14 @@ for size in 100 1024; do
 		r=$(median "${R[rabbit.tp.$mode.$size]:-}")
 		printf '%-34s %22s %22s %8s  %s\n' "$mode $size B" "$s ($(range "${R[sluice.tp.$mode.$size]:-}"))" \
 			"$r ($(range "${R[rabbit.tp.$mode.$size]:-}"))" "$(ratio "$s" "$r")" "$(verdict_ge "$s" "$r" 4)"
+	done
+done
+echo
+printf '%-34s %22s %22s\n' "publisher thread busy (CPU / wall)" "sluice" "rabbitmq"
+for size in 100 1024; do
+	for mode in "${MODES[@]}"; do
+		printf '%-34s %22s %22s\n' "$mode $size B" "$(median "${R[sluice.busy.$mode.$size]:-}")" \
+			"$(median "${R[rabbit.busy.$mode.$size]:-}")"
 	done
 done
 echo
