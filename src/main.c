@@ -37,6 +37,7 @@
 #include "core/config.h"
 #include "core/diag.h"
 #include "core/err.h"
+#include "core/disk_alarm.h"
 #include "core/mem_account.h"
 #include "net/conn.h"
 #include "net/listener.h"
@@ -465,6 +466,9 @@ int main(int argc, char **argv)
 	b.lock_fd = lock_data_dir(b.cfg.data_dir);
 	if (b.lock_fd < 0)
 		return EXIT_RUNTIME;
+	disk_alarm_configure(b.cfg.data_dir, b.cfg.disk_free_limit_bytes);
+	if (disk_alarm_raised())
+		diag_warn("main", "starting with the disk alarm raised: AMQP publishers will be blocked");
 
 	if (broker_start(&b) != 0) {
 		broker_stop(&b, 0);

@@ -22,6 +22,10 @@
  * While blocked the client's heartbeats cannot be read, so its silence is not
  * held against it (as RabbitMQ pauses its heartbeat monitor).
  *
+ * Disk alarm (core/disk_alarm.h, config disk.free.limit.bytes): the same
+ * blocking, with the reason "low on disk", while the data directory's
+ * filesystem has less free space than the limit.
+ *
  * Users: Sluice has no user database yet; the only account is guest/guest
  * (RabbitMQ's default), accepted with PLAIN or AMQPLAIN. Virtual hosts: only
  * "/".
@@ -37,6 +41,7 @@
 #include <time.h>
 
 #include "core/clock.h"
+#include "core/disk_alarm.h"
 #include "core/diag.h"
 #include "core/err.h"
 #include "core/mem_account.h"
@@ -173,11 +178,15 @@ static void send_heartbeat(struct amqp_conn *ac)
 static _Thread_local uint64_t alarm_checked_at = UINT64_MAX;
 static _Thread_local bool alarm_cached;
 
-/* Re-evaluates the memory alarm and remembers it for this loop millisecond. */
+static _Thread_local bool alarm_is_disk; /* the cached alarm is the disk's */
+
+/* Re-evaluates the memory and disk alarms and remembers them for this loop millisecond. */
 static bool mem_alarm_refresh(struct amqp_conn *ac)
 {
 	alarm_checked_at = uv_now(loop_uv(ac->loop));
-	alarm_cached = mem_account_alarm();
+	bool mem = mem_account_alarm();
+	alarm_is_disk = !mem && disk_alarm_raised();
+	alarm_cached = mem || alarm_is_disk;
 	return alarm_cached;
 }
 
@@ -195,13 +204,15 @@ static void mem_block(struct amqp_conn *ac)
 {
 	ac->mem_blocked = true;
 	ac->mem_check_ms = now_ms() + AMQP_MEM_CHECK_MS;
+	const char *reason = alarm_is_disk ? "low on disk" : "low on memory"; /* RabbitMQ's words */
 	if (ac->cap_blocked && !ac->sent_blocked) {
-		struct amqp_connection_blocked b = { .reason = amqp_slice_str("low on memory") };
+		struct amqp_connection_blocked b = { .reason = amqp_slice_str(reason) };
 		if (amqp_send_method(ac, 0, &amqp_connection_blocked_desc, &b) == 0)
 			ac->sent_blocked = true;
 	}
-	diag_debug("amqp", "%s: blocked by the memory alarm (%lld bytes held); reading paused",
-		   ac->peer, (long long)mem_account_total());
+	diag_debug("amqp", "%s: blocked (%s: %lld bytes held, %lld bytes free on disk); reading paused",
+		   ac->peer, reason, (long long)mem_account_total(),
+		   (long long)disk_alarm_free_bytes());
 	input_update(ac);
 	timer_arm(ac);
 }

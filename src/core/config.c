@@ -130,6 +130,8 @@ static const struct config_key keys[] = {
 	    "on SIGTERM, how long in-flight work may finish before connections are cut"),
 	INT("memory.high.watermark.bytes", memory_high_watermark_bytes, 0, INT64_MAX,
 	    "1073741824", "bytes of messages held in memory above which AMQP publishers are blocked; 0 disables"),
+	INT("disk.free.limit.bytes", disk_free_limit_bytes, 0, INT64_MAX, "50000000",
+	    "free space on the data directory's filesystem below which AMQP publishers are blocked; 0 disables"),
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])

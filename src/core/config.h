@@ -49,6 +49,8 @@ struct config {
 	int64_t shutdown_timeout_ms;      /* shutdown.timeout.ms: in-flight work grace on SIGTERM */
 	int64_t memory_high_watermark_bytes; /* memory.high.watermark.bytes: message bytes held in
 					      * memory above which publishers are blocked; 0 disables */
+	int64_t disk_free_limit_bytes;    /* disk.free.limit.bytes: free space of the data directory's
+					   * filesystem below which publishers are blocked; 0 disables */
 };
 
 /* Fills cfg with the embedded defaults. */
