@@ -240,25 +240,18 @@ static void unacked_settle(struct amqp_channel *ch, struct amqp_unacked *u,
 static void unacked_settle_upto(struct amqp_channel *ch, uint64_t upto, enum bqueue_settle how,
 				bool with_tx)
 {
-	struct settle_batch *b = malloc(sizeof *b);
-	if (b) {
-		b->n = 0;
-		b->q = NULL;
-	}
+	struct settle_batch b = { .n = 0 }; /* 2 KiB: on the stack, not one malloc per ack */
 	for (size_t i = ch->ua_head; i < ch->ua_len; i++) {
 		struct amqp_unacked *u = &ch->unacked[i];
 		if (upto && u->tag > upto)
 			break;
 		if (!ua_is_hole(u) && (with_tx || !u->tx_settle)) {
-			unacked_settle_into(ch, u, how, b);
+			unacked_settle_into(ch, u, how, &b);
 			if (ch->ua_len == 0)
 				break; /* all settled: the window was reset */
 		}
 	}
-	if (b) {
-		batch_send(ch, b);
-		free(b);
-	}
+	batch_send(ch, &b);
 }
 
 /* In a transaction: marks a live unmarked entry to be settled with how at tx.commit. */

@@ -631,7 +631,7 @@ static uint16_t props_mask(const struct amqp_props_desc *d)
  * one another while bit 0 is set; the generator allows at most 15 properties,
  * so every bit of a continuation word names a property the class lacks.
  */
-static int props_decode(const struct amqp_props_desc *d, struct reader *r, void *props)
+int amqp_props_read(const struct amqp_props_desc *d, struct reader *r, void *props)
 {
 	amqp_props_init(d, props);
 	uint16_t flags = reader_u16(r);
@@ -660,7 +660,7 @@ static int props_decode(const struct amqp_props_desc *d, struct reader *r, void 
 	return 0;
 }
 
-static int props_encode(const struct amqp_props_desc *d, struct writer *w, const void *props)
+int amqp_props_write(const struct amqp_props_desc *d, struct writer *w, const void *props)
 {
 	uint16_t flags = *(const uint16_t *)cat(props, d->flags_offset);
 	if (flags & ~props_mask(d))
@@ -690,7 +690,7 @@ int amqp_content_header_decode(struct reader *r, struct amqp_content_header *out
 		return -ERR_NOT_FOUND;
 	struct reader rest = *r;
 	struct slice raw = reader_bytes(&rest, reader_remaining(&rest));
-	int rc = props_decode(d, r, &out->props);
+	int rc = amqp_props_read(d, r, &out->props);
 	if (rc)
 		return rc;
 	if (reader_remaining(r) != 0) {
@@ -718,7 +718,7 @@ int amqp_content_header_encode(struct writer *w, const struct amqp_content_heade
 	if (h->props_raw.data)
 		writer_bytes(w, h->props_raw.data, h->props_raw.len);
 	else
-		rc = props_encode(d, w, &h->props);
+		rc = amqp_props_write(d, w, &h->props);
 	return rollback(w, start, rc);
 }
 

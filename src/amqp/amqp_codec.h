@@ -303,6 +303,14 @@ int amqp_content_header_decode(struct reader *r, struct amqp_content_header *out
  * -ERR_NOT_FOUND for a class without properties; -ERR_INVALID for a flag of
  * no property; the errors of amqp_args_encode(). */
 int amqp_content_header_encode(struct writer *w, const struct amqp_content_header *h);
+/*
+ * Content properties alone (flags words + present properties, as a content
+ * header carries them after its 12-byte prefix), for a class's properties
+ * descriptor d (amqp_props_find). Decode borrows from r's buffer; the caller
+ * checks for trailing bytes. Errors as amqp_content_header_decode / _encode.
+ */
+int amqp_props_read(const struct amqp_props_desc *d, struct reader *r, void *props);
+int amqp_props_write(const struct amqp_props_desc *d, struct writer *w, const void *props);
 
 /* ---- frames ---- */
 

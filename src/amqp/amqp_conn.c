@@ -190,7 +190,7 @@ static bool mem_alarm_refresh(struct amqp_conn *ac)
 	return alarm_cached;
 }
 
-/* Whether the memory alarm is raised; evaluated at most once per loop
+/* Whether the memory or disk alarm is raised; evaluated at most once per loop
  * millisecond on each thread (a burst of publishes reads it from here). */
 static bool mem_alarm(struct amqp_conn *ac)
 {
@@ -199,7 +199,7 @@ static bool mem_alarm(struct amqp_conn *ac)
 	return alarm_cached;
 }
 
-/* A publish met the alarm: tell the client (if it understands) and stop reading. */
+/* A publish met an alarm: tell the client (if it understands) and stop reading. */
 static void mem_block(struct amqp_conn *ac)
 {
 	ac->mem_blocked = true;
@@ -341,9 +341,7 @@ static void conn_error_v(struct amqp_conn *ac, uint16_t code, uint32_t method_id
 		.class_id = AMQP_METHOD_CLASS(method_id),
 		.method_id = AMQP_METHOD_INDEX(method_id),
 	};
-	for (uint16_t i = 0; i < ac->n_channels; i++) /* confirms owed go first */
-		if (ac->channels[i])
-			amqp_confirm_flush(ac->channels[i]);
+	amqp_confirm_flush_all(ac); /* confirms owed go first */
 	amqp_send_method(ac, 0, &amqp_connection_close_desc, &c);
 	ac->state = AMQP_CONN_CLOSING;
 	ac->close_deadline_ms = now_ms() + AMQP_CLOSE_TIMEOUT_MS;
@@ -489,16 +487,10 @@ static int send_start(struct amqp_conn *ac)
 	return amqp_send_method(ac, 0, &amqp_connection_start_desc, &m);
 }
 
-static bool slice_is(struct slice s, const char *str)
-{
-	size_t n = strlen(str);
-	return s.len == n && (n == 0 || memcmp(s.data, str, n) == 0);
-}
-
 /* Checks a user's password. Only guest/guest exists for now (see the top). */
 static bool credentials_ok(struct slice user, struct slice password)
 {
-	return slice_is(user, "guest") && slice_is(password, "guest");
+	return amqp_slice_is(user, "guest") && amqp_slice_is(password, "guest");
 }
 
 /* PLAIN (RFC 4616): [authzid] NUL authcid NUL passwd. */
@@ -550,9 +542,9 @@ static void handle_start_ok(struct amqp_conn *ac, const struct amqp_connection_s
 {
 	struct slice user = { 0 }, password = { 0 };
 	int rc;
-	if (slice_is(m->mechanism, "PLAIN")) {
+	if (amqp_slice_is(m->mechanism, "PLAIN")) {
 		rc = parse_plain(m->response, &user, &password);
-	} else if (slice_is(m->mechanism, "AMQPLAIN")) {
+	} else if (amqp_slice_is(m->mechanism, "AMQPLAIN")) {
 		rc = parse_amqplain(m->response, &user, &password);
 	} else {
 		amqp_conn_error(ac, AMQP_COMMAND_INVALID, AMQP_CONNECTION_START_OK,
@@ -613,7 +605,7 @@ static void handle_tune_ok(struct amqp_conn *ac, const struct amqp_connection_tu
 /* connection.open (10/40): only the virtual host "/" exists. */
 static void handle_open(struct amqp_conn *ac, const struct amqp_connection_open *m)
 {
-	if (!slice_is(m->virtual_host, "/")) {
+	if (!amqp_slice_is(m->virtual_host, "/")) {
 		amqp_conn_error(ac, AMQP_NOT_ALLOWED, AMQP_CONNECTION_OPEN, "vhost %.*s not found",
 				(int)m->virtual_host.len, (const char *)m->virtual_host.data);
 		return;

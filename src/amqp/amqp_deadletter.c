@@ -52,11 +52,6 @@ static const char *const reasons[] = {
 	[BQUEUE_DEATH_MAXLEN] = "maxlen",
 };
 
-static bool slice_is(struct slice s, const char *str)
-{
-	return s.len == strlen(str) && memcmp(s.data, str, s.len) == 0;
-}
-
 /* One earlier x-death entry as read: its table and the fields we compare. */
 struct death {
 	struct amqp_table table;
@@ -115,7 +110,7 @@ static int build_headers(struct dl *dl, const struct amqp_basic_properties *p, c
 	int64_t count = 1;
 	amqp_table_iter_init(&it, old);
 	while (amqp_table_iter_next(&it, &key, &v) == 1) {
-		if (slice_is(key, "x-death")) {
+		if (amqp_slice_is(key, "x-death")) {
 			if (v.type != AMQP_FIELD_ARRAY)
 				continue;
 			struct amqp_array_iter ai;
@@ -126,18 +121,18 @@ static int build_headers(struct dl *dl, const struct amqp_basic_properties *p, c
 					continue;
 				struct death d;
 				death_read(&item, &d);
-				if (slice_is(d.queue, queue) && slice_is(d.reason, reasons[why])) {
+				if (amqp_slice_is(d.queue, queue) && amqp_slice_is(d.reason, reasons[why])) {
 					/* replaced by the new entry; the count is the
 					 * client's to write: saturate */
 					count = d.count < INT64_MAX ? d.count + 1 : INT64_MAX;
 					continue;
 				}
-				dl->any_rejected |= slice_is(d.reason, "rejected");
+				dl->any_rejected |= amqp_slice_is(d.reason, "rejected");
 				dl->deaths[dl->n_deaths++] = d;
 			}
 			continue;
 		}
-		if (slice_is(key, "x-first-death-reason"))
+		if (amqp_slice_is(key, "x-first-death-reason"))
 			dl->seen_first = true;
 		dl->headers[dl->n_headers++] = (struct amqp_table_entry){ key, v };
 	}
@@ -216,7 +211,7 @@ void amqp_dead_letter(void *ctx, const char *queue, const struct bqueue_args *ar
 {
 	struct amqp_server *s = ctx;
 	struct dl *dl = calloc(1, sizeof *dl);
-	uint8_t *scratch = NULL, *batch = NULL, *props = NULL;
+	uint8_t *batch = NULL, *props = NULL;
 	size_t len = 0, props_len = 0;
 	struct exchange_dests dests;
 	exchange_dests_init(&dests);
@@ -226,7 +221,7 @@ void amqp_dead_letter(void *ctx, const char *queue, const struct bqueue_args *ar
 	struct amqp_basic_properties old, p;
 	memset(&p, 0, sizeof p);
 	if (!rc)
-		rc = amqp_props_decode(m.props_raw, &scratch, &old);
+		rc = amqp_props_decode(m.props_raw, &old);
 	if (!rc)
 		rc = build_headers(dl, &old, queue, why, &m, (uint64_t)time(NULL));
 	if (!rc) {
@@ -261,7 +256,6 @@ void amqp_dead_letter(void *ctx, const char *queue, const struct bqueue_args *ar
 	exchange_dests_fini(&dests);
 	free(batch);
 	free(props);
-	free(scratch);
 	if (dl)
 		free(dl->headers);
 	free(dl);

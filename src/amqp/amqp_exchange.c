@@ -106,8 +106,7 @@ static int table_foreach(const struct amqp_table *t, exchange_arg_fn fn, void *a
 	return rc;
 }
 
-/* A stored argument table (u32 length + entries; empty = no table). */
-static int stored_table(struct slice args, struct amqp_table *t)
+int amqp_table_load(struct slice args, struct amqp_table *t)
 {
 	memset(t, 0, sizeof *t);
 	if (args.len == 0)
@@ -121,7 +120,7 @@ static int stored_table(struct slice args, struct amqp_table *t)
 static int args_foreach(struct slice args, exchange_arg_fn fn, void *arg)
 {
 	struct amqp_table t;
-	int rc = stored_table(args, &t);
+	int rc = amqp_table_load(args, &t);
 	return rc ? rc : table_foreach(&t, fn, arg);
 }
 

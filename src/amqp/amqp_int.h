@@ -39,6 +39,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "amqp/amqp_msg.h"
 #include "amqp/amqp_server.h"
@@ -50,6 +51,13 @@
 
 /* printf arguments for a slice: "%.*s", SL(s). */
 #define SL(s) (int)(s).len, (const char *)(s).data
+
+/* Whether slice s holds exactly the C string str. */
+static inline bool amqp_slice_is(struct slice s, const char *str)
+{
+	size_t n = strlen(str);
+	return s.len == n && (n == 0 || memcmp(s.data, str, n) == 0);
+}
 
 /* What Sluice proposes in connection.tune; clients may lower frame_max and
  * channel_max, and choose the heartbeat. */
@@ -305,10 +313,10 @@ int amqp_message_encode(const struct amqp_message *m, int64_t now_ms, uint8_t **
 int amqp_message_decode(const uint8_t *batch, size_t len, struct amqp_message *m);
 /*
  * Decodes raw basic properties (property flags + list, as a message stores
- * them) into *out, which borrows from *scratch (owned by the caller: free it,
- * also on error). Returns 0 or the errors of amqp_content_header_decode.
+ * them) into *out, which borrows from raw. Returns 0 or the errors of
+ * amqp_content_header_decode.
  */
-int amqp_props_decode(struct slice raw, uint8_t **scratch, struct amqp_basic_properties *out);
+int amqp_props_decode(struct slice raw, struct amqp_basic_properties *out);
 /* Encodes p as raw basic properties into *out (owned by the caller). 0 or an error. */
 int amqp_props_encode(const struct amqp_basic_properties *p, uint8_t **out, size_t *out_len);
 
@@ -390,6 +398,12 @@ void amqp_exchange_unbind(struct amqp_channel *ch, const struct amqp_exchange_un
  * buffer (owned by the caller). Returns 0 or an error.
  */
 int amqp_table_store(const struct amqp_table *t, struct slice *out);
+/*
+ * Parses a table stored by amqp_table_store (an empty slice is an empty
+ * table); t borrows from args. 0, or an error for a malformed table or bytes
+ * after it.
+ */
+int amqp_table_load(struct slice args, struct amqp_table *t);
 
 /* ---- amqp_queue.c: queue.* (class 50), exclusive queues ---- */
 
@@ -478,6 +492,8 @@ void amqp_publish_done(void *arg, int status, uint64_t offset);
  * close. A no-op when there are none or the channel is not open.
  */
 void amqp_confirm_flush(struct amqp_channel *ch);
+/* amqp_confirm_flush for every open channel of the connection. */
+void amqp_confirm_flush_all(struct amqp_conn *ac);
 /* Sends basic.return 312 NO_ROUTE for an unroutable mandatory message. */
 void amqp_publish_return(struct amqp_channel *ch, const struct amqp_message *m);
 

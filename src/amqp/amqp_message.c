@@ -82,12 +82,6 @@ int amqp_message_encode(const struct amqp_message *m, int64_t now_ms, uint8_t **
 	return 0;
 }
 
-static bool key_is(struct slice k, const char *s)
-{
-	size_t n = strlen(s);
-	return k.len == n && memcmp(k.data, s, n) == 0;
-}
-
 int amqp_message_decode(const uint8_t *batch, size_t len, struct amqp_message *m)
 {
 	memset(m, 0, sizeof *m);
@@ -105,9 +99,9 @@ int amqp_message_decode(const uint8_t *batch, size_t len, struct amqp_message *m
 	struct record_batch_kv kv;
 	bool have_props = false;
 	while ((rc = record_batch_header_next(&rec, &kv)) == 1) {
-		if (key_is(kv.key, HDR_EXCHANGE) && kv.value.data)
+		if (amqp_slice_is(kv.key, HDR_EXCHANGE) && kv.value.data)
 			m->exchange = kv.value;
-		else if (key_is(kv.key, HDR_PROPS) && kv.value.data) {
+		else if (amqp_slice_is(kv.key, HDR_PROPS) && kv.value.data) {
 			m->props_raw = kv.value;
 			have_props = true;
 		}
@@ -122,44 +116,25 @@ int amqp_message_decode(const uint8_t *batch, size_t len, struct amqp_message *m
 	return 0;
 }
 
-/* A content header payload starts with class id, weight and body size. */
-#define HEADER_PREFIX 12
-
-int amqp_props_decode(struct slice raw, uint8_t **scratch, struct amqp_basic_properties *out)
+int amqp_props_decode(struct slice raw, struct amqp_basic_properties *out)
 {
-	*scratch = malloc(HEADER_PREFIX + raw.len);
-	if (!*scratch)
-		return -ERR_NOMEM;
-	memset(*scratch, 0, HEADER_PREFIX);
-	(*scratch)[1] = (uint8_t)AMQP_CLASS_BASIC;
-	if (raw.len)
-		memcpy(*scratch + HEADER_PREFIX, raw.data, raw.len);
 	struct reader r;
-	reader_init(&r, *scratch, HEADER_PREFIX + raw.len);
-	struct amqp_content_header h;
-	int rc = amqp_content_header_decode(&r, &h);
-	if (!rc)
-		*out = h.props.basic;
+	reader_init(&r, raw.data, raw.len);
+	int rc = amqp_props_read(&amqp_basic_properties_desc, &r, out);
+	if (!rc && reader_remaining(&r) != 0)
+		rc = -ERR_MALFORMED;
 	return rc;
 }
 
 int amqp_props_encode(const struct amqp_basic_properties *p, uint8_t **out, size_t *out_len)
 {
-	struct amqp_content_header h = { .class_id = AMQP_CLASS_BASIC };
-	h.props.basic = *p;
 	struct writer w;
 	writer_init(&w, AMQP_MESSAGE_MAX);
-	int rc = amqp_content_header_encode(&w, &h);
-	if (!rc && w.len < HEADER_PREFIX)
-		rc = -ERR_MALFORMED;
-	if (!rc) {
-		*out_len = w.len - HEADER_PREFIX;
-		*out = malloc(*out_len ? *out_len : 1);
-		if (*out)
-			memcpy(*out, w.buf + HEADER_PREFIX, *out_len);
-		else
-			rc = -ERR_NOMEM;
+	int rc = amqp_props_write(&amqp_basic_properties_desc, &w, p);
+	if (rc) {
+		writer_fini(&w);
+		return rc;
 	}
-	writer_fini(&w);
-	return rc;
+	*out = writer_take(&w, out_len);
+	return 0;
 }

@@ -97,14 +97,19 @@ void amqp_confirm_flush(struct amqp_channel *ch)
 		send_one_confirm(ch, run, true, true);
 }
 
+void amqp_confirm_flush_all(struct amqp_conn *ac)
+{
+	for (uint16_t i = 0; i < ac->n_channels; i++)
+		if (ac->channels[i])
+			amqp_confirm_flush(ac->channels[i]);
+}
+
 /* The end of a turn's completions: each channel's run as one basic.ack. */
-static void confirm_flush_all(void *arg)
+static void confirm_flush_deferred(void *arg)
 {
 	struct amqp_conn *ac = arg;
 	ac->conf_flush_queued = false;
-	for (uint16_t i = 0; i < ac->n_channels; i++)
-		if (ac->channels && ac->channels[i])
-			amqp_confirm_flush(ac->channels[i]);
+	amqp_confirm_flush_all(ac);
 	amqp_conn_unref(ac);
 }
 
@@ -128,7 +133,7 @@ static void send_confirm(struct amqp_channel *ch, uint64_t seq, bool ack)
 		if (!ac->conf_flush_queued) {
 			ac->conf_flush_queued = true;
 			amqp_conn_ref(ac);
-			ac->conf_flush = (struct loop_deferred){ .fn = confirm_flush_all, .arg = ac };
+			ac->conf_flush = (struct loop_deferred){ .fn = confirm_flush_deferred, .arg = ac };
 			loop_defer(ac->loop, &ac->conf_flush);
 		}
 		return;

@@ -316,11 +316,6 @@ static int str_arg(struct args_error *e, struct slice qname, const char *key,
 	return 0;
 }
 
-static bool str_is(struct slice s, const char *str)
-{
-	return s.len == strlen(str) && memcmp(s.data, str, s.len) == 0;
-}
-
 /* RabbitMQ arguments Sluice does not implement yet (docs/amqp.md). */
 static const char *const unsupported_args[] = {
 	"x-queue-master-locator", "x-delivery-limit", "x-max-in-memory-length",
@@ -346,36 +341,36 @@ static int args_parse(struct slice qname, const struct amqp_table *t, struct bqu
 		char k[256];
 		snprintf(k, sizeof k, "%.*s", SL(key));
 		for (size_t i = 0; i < sizeof unsupported_args / sizeof unsupported_args[0]; i++)
-			if (str_is(key, unsupported_args[i]))
+			if (amqp_slice_is(key, unsupported_args[i]))
 				return args_fail(e, AMQP_NOT_IMPLEMENTED,
 						 "queue argument '%s' is not supported yet", k);
 		int bad = 0;
-		if (str_is(key, "x-message-ttl")) {
+		if (amqp_slice_is(key, "x-message-ttl")) {
 			bad = int_arg(e, qname, k, &v, &a->message_ttl);
-		} else if (str_is(key, "x-expires")) {
+		} else if (amqp_slice_is(key, "x-expires")) {
 			bad = int_arg(e, qname, k, &v, &a->expires);
 			if (!bad && a->expires == 0)
 				return args_fail(e, AMQP_PRECONDITION_FAILED,
 						 "invalid arg '%s' for queue '%.*s' in vhost '/': "
 						 "{value_zero,0}", k, SL(qname));
-		} else if (str_is(key, "x-max-length")) {
+		} else if (amqp_slice_is(key, "x-max-length")) {
 			bad = int_arg(e, qname, k, &v, &a->limits.max_length);
-		} else if (str_is(key, "x-max-length-bytes")) {
+		} else if (amqp_slice_is(key, "x-max-length-bytes")) {
 			bad = int_arg(e, qname, k, &v, &a->limits.max_length_bytes);
-		} else if (str_is(key, "x-dead-letter-exchange")) {
+		} else if (amqp_slice_is(key, "x-dead-letter-exchange")) {
 			bad = str_arg(e, qname, k, &v, a->dlx);
 			a->has_dlx = !bad;
-		} else if (str_is(key, "x-dead-letter-routing-key")) {
+		} else if (amqp_slice_is(key, "x-dead-letter-routing-key")) {
 			bad = str_arg(e, qname, k, &v, a->dlx_key);
 			a->has_dlx_key = !bad;
-		} else if (str_is(key, "x-single-active-consumer")) {
+		} else if (amqp_slice_is(key, "x-single-active-consumer")) {
 			if (v.type != AMQP_FIELD_BOOL)
 				return args_fail(e, AMQP_PRECONDITION_FAILED,
 						 "invalid arg '%s' for queue '%.*s' in vhost '/': "
 						 "{unacceptable_type,%s}", k, SL(qname),
 						 exact_type_name(v.type));
 			a->single_active = v.v.b;
-		} else if (str_is(key, "x-max-priority")) {
+		} else if (amqp_slice_is(key, "x-max-priority")) {
 			/* RabbitMQ's check_max_priority_arg: a non-negative integer <= 255. */
 			int64_t n = 0;
 			bad = int_arg(e, qname, k, &v, &n);
@@ -384,20 +379,20 @@ static int args_parse(struct slice qname, const struct amqp_table *t, struct bqu
 						 "invalid arg '%s' for queue '%.*s' in vhost '/': "
 						 "{max_value_exceeded,%lld}", k, SL(qname), (long long)n);
 			a->max_priority = (int)n;
-		} else if (str_is(key, "x-overflow")) {
+		} else if (amqp_slice_is(key, "x-overflow")) {
 			struct slice s = v.type == AMQP_FIELD_LONGSTR ? v.v.str : (struct slice){ 0 };
-			if (str_is(s, "drop-head"))
+			if (amqp_slice_is(s, "drop-head"))
 				a->limits.overflow = QUEUE_OVERFLOW_DROP_HEAD;
-			else if (str_is(s, "reject-publish"))
+			else if (amqp_slice_is(s, "reject-publish"))
 				a->limits.overflow = QUEUE_OVERFLOW_REJECT_PUBLISH;
-			else if (str_is(s, "reject-publish-dlx"))
+			else if (amqp_slice_is(s, "reject-publish-dlx"))
 				a->limits.overflow = QUEUE_OVERFLOW_REJECT_PUBLISH_DLX;
 			else
 				return args_fail(e, AMQP_PRECONDITION_FAILED,
 						 "invalid arg 'x-overflow' for queue '%.*s' in vhost "
 						 "'/': invalid_overflow", SL(qname));
-		} else if (str_is(key, "x-queue-type")) {
-			if (v.type != AMQP_FIELD_LONGSTR || !str_is(v.v.str, "classic"))
+		} else if (amqp_slice_is(key, "x-queue-type")) {
+			if (v.type != AMQP_FIELD_LONGSTR || !amqp_slice_is(v.v.str, "classic"))
 				return args_fail(e, AMQP_NOT_IMPLEMENTED,
 						 "only classic queues are supported (x-queue-type)");
 		}
@@ -429,10 +424,8 @@ static bool parse_args(struct amqp_channel *ch, struct slice qname, const struct
 
 int amqp_queue_args_load(struct slice stored, struct bqueue_args *a)
 {
-	struct reader r;
-	reader_init(&r, stored.data, stored.len);
 	struct amqp_table t;
-	if (amqp_table_parse(&r, &t))
+	if (amqp_table_load(stored, &t))
 		return -ERR_MALFORMED;
 	struct args_error e;
 	if (args_parse(amqp_slice_str(""), &t, a, &e)) {

@@ -11,7 +11,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +23,7 @@
 #include "core/err.h"
 #include "storage/catalog.h"
 #include "storage/flusher.h"
+#include "storage/log.h"
 
 #define TABLE_BUCKETS 1024
 
@@ -360,14 +360,6 @@ static int load_topic(void *arg, const struct catalog_topic *ct)
 	return rc;
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path) ? -errno : 0;
-}
-
 /*
  * Removes directories under topics/ that belong to no topic in the catalog:
  * what a crash during a topic deletion left behind.
@@ -391,8 +383,9 @@ static void sweep_orphans(struct broker *b)
 			continue;
 		diag_warn("broker", "removing %s: no topic in the catalog owns it (an interrupted deletion)",
 			  path);
-		if (nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS))
-			diag_warn("broker", "cannot remove %s: %s", path, strerror(errno));
+		int r = log_remove_tree(path);
+		if (r)
+			diag_warn("broker", "cannot remove %s: %s", path, err_str(r));
 	}
 	closedir(d);
 }
@@ -482,7 +475,7 @@ int broker_open(const struct config *cfg, struct loop_group *loops, struct broke
 	if (!rc) {
 		/* Non-durable queues do not outlive the process that declared them. */
 		snprintf(path, sizeof path, "%s/queues-transient", cfg->data_dir);
-		nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+		log_remove_tree(path);
 		/* Durable queues are opened by the AMQP front end (bqueue_load_all),
 		 * which knows how to read their stored arguments. */
 	}

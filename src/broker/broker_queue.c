@@ -13,7 +13,6 @@
 #include "broker/broker_queue.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +25,7 @@
 #include "core/mem_account.h"
 #include "storage/catalog.h"
 #include "storage/flusher.h"
+#include "storage/log.h"
 
 struct consumer {
 	struct consumer *next;
@@ -157,14 +157,6 @@ static void queue_dir(struct broker *b, const char *name, bool durable, char *ou
 }
 
 static void run_later(void *arg);
-
-static int remove_tree_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path) ? -errno : 0;
-}
 
 /* Builds and opens a queue (storage on the calling thread; moved to its owner after). */
 static int bq_open(struct broker *b, const char *name, const struct bqueue_args *args,
@@ -310,10 +302,12 @@ static void delivery_run(void *p)
 	struct delivery *d = p;
 	if (d->empty)
 		d->deliver(d->arg, NULL);
-	for (size_t i = 0; i < d->n; i++) {
-		mem_account_add(MEM_IN_FLIGHT, -(int64_t)d->msgs[i].len);
+	int64_t bytes = 0;
+	for (size_t i = 0; i < d->n; i++)
+		bytes += (int64_t)d->msgs[i].len;
+	mem_account_add(MEM_IN_FLIGHT, -bytes); /* once per batch, as delivery_post adds it */
+	for (size_t i = 0; i < d->n; i++)
 		d->deliver(d->arg, &d->msgs[i]);
-	}
 	free(d);
 }
 
@@ -1034,7 +1028,7 @@ int bqueue_load_all(struct broker *b, const struct bqueue_hooks *hooks)
 			diag_warn("queue", "cannot delete exclusive queue '%s': %s", name, err_str(r));
 		char dir[4400];
 		queue_dir(b, name, true, dir, sizeof dir);
-		nftw(dir, remove_tree_entry, 16, FTW_DEPTH | FTW_PHYS);
+		log_remove_tree(dir);
 		if (b->qhooks.deleted)
 			b->qhooks.deleted(b->qhooks.ctx, name);
 	}

@@ -52,7 +52,6 @@
 #include "broker/queue.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +66,7 @@
 #include "core/reader.h"
 #include "core/writer.h"
 #include "storage/ack_log.h"
+#include "storage/log.h"
 #include "storage/record_batch.h"
 
 enum entry_state { E_READY, E_UNACKED, E_ACKED, E_DEAD };
@@ -436,14 +436,6 @@ static int rebuild(struct queue *q, const struct recovery *rv)
 	return rc;
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path) ? -errno : 0;
-}
-
 /*
  * dir/priority: a durable priority queue's x-max-priority in decimal, written
  * once when the queue is created (format 1: one number and a newline; no file
@@ -512,7 +504,7 @@ int queue_open(const char *dir, bool durable, int max_priority, const struct log
 	q->lim = (struct queue_limits){ -1, -1, QUEUE_OVERFLOW_DROP_HEAD };
 	q->mark = -1;
 	if (!durable)
-		nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS); /* transient: start empty */
+		log_remove_tree(dir); /* transient: start empty */
 	struct recovery rv = { 0 };
 	char logdir[4200];
 	snprintf(logdir, sizeof logdir, "%s/log", dir);

@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/diag.h"
 #include "core/err.h"
 
@@ -82,13 +83,6 @@ static _Thread_local struct loop *current;
 /* Inputs in a row closer than gap_us before a loop starts waiting. */
 #define CO_STREAK 2
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /*
  * Before each poll. A streaming loop waits on every other turn only: the turn
  * after a wait polls at once, and its input's distance from the wait's tells
@@ -117,6 +111,15 @@ static void co_check_cb(uv_check_t *h)
 		loop->co_streak = 0;
 }
 
+/* Closes the coalescing handles, if coalescing is on. */
+static void loop_coalesce_close(struct loop *loop)
+{
+	if (loop->co_wait_ns) {
+		uv_close((uv_handle_t *)&loop->co_prepare, NULL);
+		uv_close((uv_handle_t *)&loop->co_check, NULL);
+	}
+}
+
 uint64_t loop_coalesce_waits(const struct loop *loop)
 {
 	return atomic_load_explicit(&loop->co_waits, memory_order_relaxed);
@@ -127,7 +130,7 @@ void loop_note_input(struct loop *loop)
 	if (loop->co_wait_ns == 0 || loop->co_input)
 		return;
 	loop->co_input = 1;
-	uint64_t now = mono_ns();
+	uint64_t now = (uint64_t)clock_mono_ns();
 	if (!loop->co_waited) {
 		int close = now - loop->co_last_input_ns < loop->co_gap_ns;
 		loop->co_streak = close ? loop->co_streak + 1 : 0;
@@ -230,10 +233,7 @@ static void close_member_cb(struct loop_member *m, void *arg)
 static void loop_close_all(struct loop *loop)
 {
 	loop_member_foreach(loop, NULL, close_member_cb, NULL);
-	if (loop->co_wait_ns) {
-		uv_close((uv_handle_t *)&loop->co_prepare, NULL);
-		uv_close((uv_handle_t *)&loop->co_check, NULL);
-	}
+	loop_coalesce_close(loop);
 	int stray = 0;
 	uv_walk(&loop->uv, close_stray_cb, &stray);
 	/* The async handle is always among them; anything else was left open. */
@@ -339,10 +339,7 @@ static struct loop *loop_new(struct loop_group *g, int index)
 static void loop_free_unstarted(struct loop *loop)
 {
 	uv_close((uv_handle_t *)&loop->async, NULL);
-	if (loop->co_wait_ns) {
-		uv_close((uv_handle_t *)&loop->co_prepare, NULL);
-		uv_close((uv_handle_t *)&loop->co_check, NULL);
-	}
+	loop_coalesce_close(loop);
 	uv_run(&loop->uv, UV_RUN_DEFAULT);
 	uv_loop_close(&loop->uv);
 	free(loop);

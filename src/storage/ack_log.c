@@ -29,17 +29,22 @@ struct ack_log {
 	size_t n_pending;                    /* bytes in pending */
 };
 
-/* Writes all of buf at the end of the file; 0 or a negative errno. */
-static int write_all(int fd, const uint8_t *buf, size_t len)
+/*
+ * Writes all of buf at file position pos; 0 or a negative errno. At a fixed
+ * position, so that a write that failed part way (a full disk) is retried over
+ * the same bytes and the file keeps its 8-byte entries aligned.
+ */
+static int pwrite_all(int fd, const uint8_t *buf, size_t len, int64_t pos)
 {
 	while (len > 0) {
-		ssize_t n = write(fd, buf, len);
+		ssize_t n = pwrite(fd, buf, len, (off_t)pos);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			return errno == ENOSPC ? -ERR_NOSPC : -errno;
 		buf += n;
 		len -= (size_t)n;
+		pos += n;
 	}
 	return 0;
 }
@@ -48,7 +53,7 @@ int ack_log_flush(struct ack_log *a)
 {
 	if (a->n_pending == 0)
 		return 0;
-	int rc = write_all(a->fd, a->pending, a->n_pending);
+	int rc = pwrite_all(a->fd, a->pending, a->n_pending, a->size - (int64_t)a->n_pending);
 	if (rc) {
 		diag_error("storage", "writing %s: %s", a->path, err_str(rc));
 		return rc; /* kept: retried by the next flush */
@@ -163,7 +168,7 @@ int ack_log_rewrite(struct ack_log *a, const int64_t *acks, size_t n, int64_t ma
 	if (!rc && fd < 0)
 		rc = -errno;
 	if (!rc)
-		rc = write_all(fd, w.buf, w.len);
+		rc = pwrite_all(fd, w.buf, w.len, 0);
 	if (!rc && fdatasync(fd))
 		rc = -errno;
 	if (!rc && rename(tmp, a->path))

@@ -438,16 +438,21 @@ static int remove_entry(const char *path, const struct stat *st, int type, struc
 	return r < 0 && errno != ENOENT ? -1 : 0;
 }
 
+int log_remove_tree(const char *dir)
+{
+	if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0)
+		return 0;
+	return errno ? -errno : -ERR_IO;
+}
+
 int log_delete(struct log *log)
 {
 	for (size_t i = 0; i < log->nsegs; i++)
 		log_segment_close(log->segs[i]);
 	log->nsegs = 0;
-	int rc = 0;
-	if (nftw(log->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0) {
-		rc = errno ? -errno : -ERR_IO;
+	int rc = log_remove_tree(log->dir);
+	if (rc)
 		diag_error(MOD, "%s: cannot remove the log directory: %s", log->dir, err_str(rc));
-	}
 	free_log(log);
 	return rc;
 }

@@ -87,6 +87,13 @@ int log_close(struct log *log);
  */
 /* Closes and removes the directory and everything in it (topic deletion); frees. */
 int log_delete(struct log *log);
+/*
+ * Removes dir and everything under it (depth first, symlinks not followed);
+ * entries that vanish meanwhile are no error, a missing dir is (-ENOENT).
+ * 0 or a negative errno. For any tree of the data directory (a log, a queue,
+ * a topic).
+ */
+int log_remove_tree(const char *dir);
 /* Replaces the configuration (topic config change); 0 or -ERR_INVALID. */
 int log_set_config(struct log *log, const struct log_config *cfg);
 

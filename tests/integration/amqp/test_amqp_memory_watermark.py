@@ -223,6 +223,16 @@ def blocking_publisher(pika_connect, broker, **params):
     return pub
 
 
+def slow_consumer_and_filler(broker, pika_connect):
+    """Declares the queues "wm" and "probe" on an admin connection, and starts a
+    SlowConsumer of "wm" and a Filler: (admin, consumer, filler)."""
+    admin = pika_connect(broker)
+    setup = admin.channel()
+    setup.queue_declare("wm")
+    setup.queue_declare("probe")
+    return admin, SlowConsumer(broker.amqp_port, "wm"), Filler(broker.amqp_port)
+
+
 @pytest.fixture
 def watermark_broker(amqp_factory):
     return amqp_factory(config_lines=[f"memory.high.watermark.bytes = {WATERMARK}"]).start()
@@ -231,12 +241,7 @@ def watermark_broker(amqp_factory):
 @pytest.mark.amqp_timeout(90)
 def test_blocked_until_slow_consumer_drains(watermark_broker, pika_connect):
     broker = watermark_broker
-    admin = pika_connect(broker)
-    setup = admin.channel()
-    setup.queue_declare("wm")
-    setup.queue_declare("probe")
-    consumer = SlowConsumer(broker.amqp_port, "wm")
-    filler = Filler(broker.amqp_port)
+    admin, consumer, filler = slow_consumer_and_filler(broker, pika_connect)
     try:
         pub = blocking_publisher(pika_connect, broker)
         ch = pub.channel()
@@ -286,12 +291,7 @@ def test_blocked_until_slow_consumer_drains(watermark_broker, pika_connect):
 @pytest.mark.amqp_timeout(90)
 def test_client_without_capability_is_paused_silently(watermark_broker, pika_connect):
     broker = watermark_broker
-    admin = pika_connect(broker)
-    setup = admin.channel()
-    setup.queue_declare("wm")
-    setup.queue_declare("probe")
-    consumer = SlowConsumer(broker.amqp_port, "wm")
-    filler = Filler(broker.amqp_port)
+    admin, consumer, filler = slow_consumer_and_filler(broker, pika_connect)
     # raw.start_ok announces only authentication_failure_close, not connection.blocked.
     quiet = raw.RawAmqp(broker.amqp_port)
     try:
