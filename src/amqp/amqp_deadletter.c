@@ -243,6 +243,8 @@ void amqp_dead_letter(void *ctx, const char *queue, const struct bqueue_args *ar
 			.routing_key = rk,
 			.props_raw = { props, props_len },
 			.body = m.body,
+			/* stored as the priority header a priority queue orders by */
+			.priority = p.flags & AMQP_BASIC_FLAG_PRIORITY ? p.priority : 0,
 		};
 		rc = amqp_message_encode(&dm, clock_now_ms(), &batch, &len);
 		if (!rc) {

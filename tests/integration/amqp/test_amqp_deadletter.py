@@ -365,3 +365,24 @@ def test_x_expires_forgets_bindings(amqp_broker, pika_connect):
     ch.basic_publish("xb.ex", "", b"through a stale binding?")
     time.sleep(0.2)
     assert ch.queue_declare("xb.q", passive=True).method.message_count == 0
+
+
+def test_dead_lettered_message_keeps_its_priority(amqp_broker, pika_connect):
+    """A message dead-lettered into a priority queue keeps its priority there (as
+    in RabbitMQ): dead-lettered low then high, the high one comes out first."""
+    ch = pika_connect(amqp_broker).channel()
+    ch.queue_declare("pr.dead", arguments={"x-max-priority": 10})
+    ch.queue_declare("pr.work", arguments={"x-dead-letter-exchange": "",
+                                           "x-dead-letter-routing-key": "pr.dead"})
+    for body, prio in ((b"low", 1), (b"high", 9)):
+        ch.basic_publish("", "pr.work", body, pika.BasicProperties(priority=prio))
+    for want in (b"low", b"high"):  # dead-lettered in this order
+        m, _, body = ch.basic_get("pr.work")
+        assert body == want
+        ch.basic_nack(m.delivery_tag, requeue=False)
+    deadline = time.monotonic() + 5
+    while ch.queue_declare("pr.dead", passive=True).method.message_count < 2:
+        assert time.monotonic() < deadline, "the dead-lettered messages did not arrive"
+        time.sleep(0.02)
+    got = [(b, p.priority) for _, p, b in get_all(ch, "pr.dead", want=2)]
+    assert got == [(b"high", 9), (b"low", 1)]
