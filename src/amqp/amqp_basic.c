@@ -38,31 +38,50 @@
 
 /* ---- sending a stored message ---- */
 
+/*
+ * A message whose frames come to at most this many bytes is encoded in the
+ * connection's own writer and copied into its output chunks: no allocation
+ * per delivery. A larger one is encoded into a buffer of its own that the
+ * connection takes over (no second copy of a big body).
+ */
+#define SEND_COPY_MAX (32u << 10)
+
 int amqp_send_message(struct amqp_channel *ch, const struct amqp_method_desc *d,
 		      const void *args, const struct amqp_message *msg)
 {
 	struct amqp_conn *ac = ch->ac;
 	size_t frames = msg->body.len / (ac->frame_max - AMQP_FRAME_OVERHEAD) + 3;
-	struct writer w;
-	writer_init(&w, msg->body.len + msg->props_raw.len + frames * AMQP_FRAME_OVERHEAD +
-				(64u << 10));
+	/* Method arguments are at most three short strings and a few fields. */
+	size_t bound = msg->body.len + msg->props_raw.len + frames * AMQP_FRAME_OVERHEAD + 1024;
+	bool copy = bound <= SEND_COPY_MAX;
+	struct writer own, *w = &ac->out;
+	if (copy) {
+		writer_reset(w);
+	} else {
+		w = &own;
+		writer_init(w, bound + (64u << 10));
+		writer_prealloc(w, bound);
+	}
 	struct amqp_content_header h = {
 		.class_id = AMQP_CLASS_BASIC,
 		.body_size = msg->body.len,
 		.props_raw = msg->props_raw,
 	};
-	int rc = amqp_frame_method_encode(&w, ch->number, d, args);
+	int rc = amqp_frame_method_encode(w, ch->number, d, args);
 	if (!rc)
-		rc = amqp_frame_content_encode(&w, ch->number, &h, msg->body.data, msg->body.len,
+		rc = amqp_frame_content_encode(w, ch->number, &h, msg->body.data, msg->body.len,
 					       ac->frame_max);
 	if (rc) {
-		writer_fini(&w);
+		if (!copy)
+			writer_fini(w);
 		amqp_conn_error(ac, AMQP_INTERNAL_ERROR, 0, "cannot encode a %s: %s", d->name,
 				err_str(rc));
 		return rc;
 	}
+	if (copy)
+		return amqp_send_bytes(ac, w->buf, w->len);
 	size_t len;
-	uint8_t *buf = writer_take(&w, &len);
+	uint8_t *buf = writer_take(w, &len);
 	return amqp_send_owned(ac, buf, len);
 }
 

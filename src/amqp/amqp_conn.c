@@ -289,10 +289,22 @@ int amqp_send_method(struct amqp_conn *ac, uint16_t channel, const struct amqp_m
 		return -ERR_CLOSED;
 	writer_reset(&ac->out);
 	int rc = amqp_frame_method_encode(&ac->out, channel, d, args);
-	if (!rc)
-		rc = conn_write(ac->conn, ac->out.buf, ac->out.len);
 	if (rc) {
-		diag_error("amqp", "%s: cannot send %s: %s; closing", ac->peer, d->name, err_str(rc));
+		diag_error("amqp", "%s: cannot encode %s: %s; closing", ac->peer, d->name, err_str(rc));
+		conn_close(ac->conn);
+		return rc;
+	}
+	return amqp_send_bytes(ac, ac->out.buf, ac->out.len);
+}
+
+int amqp_send_bytes(struct amqp_conn *ac, const uint8_t *buf, size_t len)
+{
+	if (!ac->conn || conn_closing(ac->conn))
+		return -ERR_CLOSED;
+	int rc = conn_write(ac->conn, buf, len);
+	if (rc) {
+		diag_error("amqp", "%s: cannot queue %zu bytes: %s; closing", ac->peer, len,
+			   err_str(rc));
 		conn_close(ac->conn);
 		return rc;
 	}

@@ -339,7 +339,12 @@ struct amqp_channel *amqp_conn_channel(struct amqp_conn *ac, uint16_t n, uint32_
  */
 int amqp_send_method(struct amqp_conn *ac, uint16_t channel, const struct amqp_method_desc *d,
 		     const void *args);
-/* Queues encoded frames (moved: freed once sent, also on error). Returns 0 or an error. */
+/*
+ * Queues encoded frames: amqp_send_bytes copies them; amqp_send_owned moves
+ * buf in (freed once sent, also on error). Returns 0, or an output error (then
+ * the connection is being closed).
+ */
+int amqp_send_bytes(struct amqp_conn *ac, const uint8_t *buf, size_t len);
 int amqp_send_owned(struct amqp_conn *ac, uint8_t *buf, size_t len);
 /*
  * Fails the connection: logs, sends connection.close with code (a hard
