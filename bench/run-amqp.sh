@@ -9,7 +9,8 @@
 # each on a free 127.0.0.1 port with its own temp dir:
 #   sluice      the default configuration (log.flush=batch)
 #   rabbitmq    via /work/shared/tools/rabbitmq-local.sh (RABBITMQ_LOCAL), defaults
-# and REPS times, interleaved (the broker order alternates each rep):
+# and REPS times, interleaved (the broker order alternates each rep), all
+# latency reps first (after SETTLE_S quiet seconds), then the throughput reps:
 #   throughput  one publisher and one consumer (separate connections, one queue,
 #               prefetch 1000, one multiple ack every 100), 100 B x N_100 and
 #               1 KiB x N_1K, in the modes transient (non-durable queue,
@@ -31,13 +32,15 @@
 # publisher thread, is what is measured); the plain rows are printed too.
 # Everything it started is stopped by PID (RabbitMQ by rabbitmqctl stop, then
 # its PID) and the temp dir removed at exit. No rep starts that would end past
-# BUDGET_S (judged by the last rep's duration); whole run about 5 min here.
+# BUDGET_S (judged by the last throughput rep's duration); whole run about
+# 6 min here.
 #
 # Environment: BUILD_DIR (default build-release), SLUICE_BIN (use this sluice,
 # do not build), BENCH_DIR (parent of the temp dir, default $TMPDIR or /tmp),
 # REPS (3), N_100 (200000), N_1K (100000), LAT_RATE (5000), LAT_SECONDS (5),
 # LAT_SIZE (1024), PREFETCH (1000), ACK_EVERY (100), WINDOW (1000),
-# FLUSH_EVERY (64), BUDGET_S (420), PERF=1 (after the reps, perf-profile sluice during one more
+# FLUSH_EVERY (64), SETTLE_S (15: quiet seconds before the latency runs),
+# BUDGET_S (420), PERF=1 (after the reps, perf-profile sluice during one more
 # 100 B run per mode and print the top symbols).
 # Needs: cmake, cc, librabbitmq-dev, rabbitmq-server, python3.
 set -euo pipefail
@@ -55,6 +58,7 @@ PREFETCH=${PREFETCH:-1000}
 ACK_EVERY=${ACK_EVERY:-100}
 WINDOW=${WINDOW:-1000}
 FLUSH_EVERY=${FLUSH_EVERY:-64}
+SETTLE_S=${SETTLE_S:-15}
 BUDGET_S=${BUDGET_S:-420} # no rep may end after this: the run stays under 8 minutes
 RABBITMQ_LOCAL=${RABBITMQ_LOCAL:-/work/shared/tools/rabbitmq-local.sh}
 MODE_MAX_S=60 # bound on one amqp_bench call
@@ -178,7 +182,7 @@ run_bench() { # broker args...
 	echo "$line"
 }
 
-broker_rep() { # broker
+broker_tp() { # broker
 	local b=$1 size n mode line cl fe
 	for cl in "${CLIENTS[@]}"; do
 		fe=0
@@ -197,6 +201,10 @@ broker_rep() { # broker
 			done
 		done
 	done
+}
+
+broker_lat() { # broker
+	local b=$1 mode line
 	for mode in "${LAT_MODES[@]}"; do
 		line=$(run_bench "$b" latency --mode "$mode" --size "$LAT_SIZE" --rate "$LAT_RATE" \
 			--seconds "$LAT_SECONDS") || continue
@@ -206,6 +214,17 @@ broker_rep() { # broker
 	done
 }
 
+# Latency first, after a quiet pause: on this VM the tail latency of both
+# brokers is several times worse for some 20 s after a burst of throughput runs
+# (or RabbitMQ's start), whatever runs.
+sleep "$SETTLE_S"
+for ((rep = 0; rep < REPS; rep++)); do
+	echo "latency rep $((rep + 1))/$REPS ..." >&2
+	for ((k = 0; k < ${#BROKERS[@]}; k++)); do
+		broker_lat "${BROKERS[$(((k + rep) % ${#BROKERS[@]}))]}"
+	done
+done
+
 last_rep_s=0
 for ((rep = 0; rep < REPS; rep++)); do
 	rep_start=$(date +%s)
@@ -213,9 +232,9 @@ for ((rep = 0; rep < REPS; rep++)); do
 		echo "time budget reached: $rep reps instead of $REPS" >&2
 		break
 	fi
-	echo "rep $((rep + 1))/$REPS ..." >&2
+	echo "throughput rep $((rep + 1))/$REPS ..." >&2
 	for ((k = 0; k < ${#BROKERS[@]}; k++)); do
-		broker_rep "${BROKERS[$(((k + rep) % ${#BROKERS[@]}))]}"
+		broker_tp "${BROKERS[$(((k + rep) % ${#BROKERS[@]}))]}"
 	done
 	last_rep_s=$(($(date +%s) - rep_start))
 done
