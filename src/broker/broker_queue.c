@@ -191,7 +191,7 @@ static int bq_open(struct broker *b, const char *name, const struct bqueue_args 
 	queue_dir(b, name, args->durable, dir, sizeof dir);
 	struct log_config cfg;
 	log_config_defaults(&cfg);
-	cfg.segment_bytes = 64 << 20; /* acked segments are freed whole: keep them small */
+	cfg.segment_bytes = b->cfg.queue_segment_bytes; /* acked segments are freed whole */
 	cfg.retention_ms = -1;
 	cfg.max_batch_bytes = b->cfg.message_max_bytes;
 	int rc = queue_open(dir, args->durable, args->max_priority, &cfg, args->message_ttl, &q->q);

@@ -114,6 +114,8 @@ static const struct config_key keys[] = {
 	    "delete oldest segments while a log is larger than this; -1 means no limit"),
 	INT("log.retention.check.interval.ms", log_retention_check_interval_ms, 1, 86400000,
 	    "300000", "how often retention is checked"),
+	INT("queue.segment.bytes", queue_segment_bytes, 1024, CONFIG_I32_MAX, "67108864",
+	    "segment size of an AMQP queue's log; a segment's disk space is freed once all of it is acked"),
 	INT("message.max.bytes", message_max_bytes, 1024, CONFIG_I32_MAX, "1048588",
 	    "largest record batch accepted from a producer or publisher"),
 	INT("socket.request.max.bytes", socket_request_max_bytes, 1024, CONFIG_I32_MAX,

@@ -40,6 +40,7 @@ struct config {
 	int64_t log_retention_ms;         /* log.retention.ms: -1 keeps forever */
 	int64_t log_retention_bytes;      /* log.retention.bytes: per log, -1 no limit */
 	int64_t log_retention_check_interval_ms; /* log.retention.check.interval.ms */
+	int64_t queue_segment_bytes;      /* queue.segment.bytes: segment size of a queue's log */
 	int64_t message_max_bytes;        /* message.max.bytes: largest record batch */
 	int64_t socket_request_max_bytes; /* socket.request.max.bytes: largest request frame */
 	int64_t conn_output_max_bytes;    /* conn.output.max.bytes: per-connection output buffer cap */

@@ -52,6 +52,7 @@ static const struct int_key int_keys[] = {
 	IK("log.retention.bytes", log_retention_bytes, -1, INT64_MAX, -1),
 	IK("log.retention.check.interval.ms", log_retention_check_interval_ms, 1, 86400000,
 	   300000),
+	IK("queue.segment.bytes", queue_segment_bytes, 1024, I32_MAX, 67108864),
 	IK("message.max.bytes", message_max_bytes, 1024, I32_MAX, 1048588),
 	IK("socket.request.max.bytes", socket_request_max_bytes, 1024, I32_MAX, 104857600),
 	IK("conn.output.max.bytes", conn_output_max_bytes, 65536, INT64_C(1099511627776),
@@ -64,7 +65,7 @@ static const struct int_key int_keys[] = {
 };
 #define N_INT_KEYS (sizeof int_keys / sizeof int_keys[0])
 /* 18 integer keys + 2 strings + 3 enums. */
-#define N_KEYS 26
+#define N_KEYS 27
 
 static int64_t get_int(const struct config *cfg, const struct int_key *k)
 {

@@ -287,3 +287,49 @@ def test_durable_exclusive_queue_gone_after_restart(amqp_factory, pika_connect):
     broker.restart()  # and the catalog agrees
     ch = pika_connect(broker).channel()
     assert ch.queue_declare("mine.durable", passive=True).method.message_count == 0
+
+
+def test_acked_segments_free_disk_space(amqp_factory, pika_connect):
+    """A durable queue keeps its messages in a segmented log: once every message
+    of a segment is acked, the segment file is deleted (disk space freed), and
+    what is still unacked stays on disk and is delivered."""
+    broker = amqp_factory(config_lines=["queue.segment.bytes = 65536"]).start()
+    name = "free-disk"
+    log_dir = broker.data_dir / "queues" / name.encode().hex() / "log"
+    ch = pika_connect(broker).channel()
+    ch.queue_declare(name, durable=True)
+    ch.confirm_delivery()
+    body = b"x" * 1024
+    for i in range(1000):
+        ch.basic_publish("", name, body + str(i).encode(),
+                         pika.BasicProperties(delivery_mode=2))
+
+    def segments():
+        return sorted(p for p in log_dir.iterdir() if p.suffix == ".log")
+
+    def size():
+        return sum(p.stat().st_size for p in segments())
+
+    full_segments, full_size = len(segments()), size()
+    assert full_segments >= 10, full_segments  # ~1 MiB in 64 KiB segments
+    assert full_size >= 1000 * 1024
+
+    # Consume and ack all but the last 10 messages.
+    got = []
+    for _ in range(990):
+        method, _props, b = ch.basic_get(name)
+        assert method is not None
+        got.append(b)
+        ch.basic_ack(method.delivery_tag)
+    assert got[0] == body + b"0" and got[-1] == body + b"989"
+    assert wait_for(lambda: size() < full_size / 5, timeout=10), (full_size, size())
+    assert len(segments()) <= 2, [p.name for p in segments()]
+
+    # The unacked tail is intact.
+    rest = []
+    while True:
+        method, _props, b = ch.basic_get(name, auto_ack=True)
+        if method is None:
+            break
+        rest.append(b)
+    assert rest == [body + str(i).encode() for i in range(990, 1000)]
