@@ -515,8 +515,11 @@ void broker_close(struct broker *b)
 	if (!b)
 		return;
 	/* Pending acknowledgements complete first; their posts fail once loops stopped. */
-	if (b->flusher)
+	if (b->flusher) {
+		diag_info("broker", "%llu log fsyncs while running",
+			  (unsigned long long)flusher_fsync_count(b->flusher));
 		flusher_free(b->flusher);
+	}
 	b->flusher = NULL;
 	for (size_t i = 0; b->buckets && i < b->n_buckets; i++) {
 		struct topic *t = b->buckets[i];

@@ -333,3 +333,40 @@ def test_acked_segments_free_disk_space(amqp_factory, pika_connect):
             break
         rest.append(b)
     assert rest == [body + str(i).encode() for i in range(990, 1000)]
+
+
+def _log_fsyncs(amqp_factory, pika_connect, durable, delivery_mode, n=300):
+    """Publishes n confirmed messages to a fresh broker's queue, consumes and acks
+    them, stops the broker and returns the log fsyncs it reported."""
+    import re
+    broker = amqp_factory().start()
+    conn = pika_connect(broker)
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.queue_declare("fsync-q", durable=durable)
+    for i in range(n):
+        ch.basic_publish("", "fsync-q", b"m%d" % i,
+                         pika.BasicProperties(delivery_mode=delivery_mode))
+    got = 0
+    for method, _props, _body in ch.consume("fsync-q", inactivity_timeout=5):
+        assert method is not None, f"only {got} of {n} delivered"
+        got += 1
+        ch.basic_ack(method.delivery_tag)
+        if got == n:
+            break
+    ch.cancel()
+    conn.close()
+    assert broker.stop() == 0
+    m = re.search(r"(\d+) log fsyncs while running", broker.stderr)
+    assert m, broker.stderr[-2000:]
+    return int(m.group(1))
+
+
+def test_only_persistent_messages_in_durable_queues_pay_for_fsync(amqp_factory, pika_connect):
+    """log.flush=batch (the default): a confirmed persistent message in a durable
+    queue waits for an fsync; transient messages, and any message in a
+    non-durable queue, are confirmed without one."""
+    assert _log_fsyncs(amqp_factory, pika_connect, durable=False, delivery_mode=2) == 0
+    assert _log_fsyncs(amqp_factory, pika_connect, durable=True, delivery_mode=1) == 0
+    # pika's confirm_delivery waits for each confirm: one fsync per publish at least.
+    assert _log_fsyncs(amqp_factory, pika_connect, durable=True, delivery_mode=2) >= 300
