@@ -57,6 +57,7 @@ struct bqueue {
 	struct loop *owner;
 	struct queue *q;              /* owner thread only; NULL once deleted */
 	struct consumer *consumers;   /* owner thread only */
+	size_t n_prioritized;         /* consumers with a priority other than 0; owner */
 	struct consumer *rr;          /* next consumer to serve (round robin) */
 	bool had_consumer;            /* for auto-delete */
 	_Atomic uint64_t ready;
@@ -442,9 +443,9 @@ static void dispatch(struct bqueue *q)
 		} else {
 			/* The highest priority among consumers with credit, then round
 			 * robin from rr among those (all 0 by default: plain round robin). */
-			bool any = false;
+			bool any = q->n_prioritized == 0; /* all 0: no scan for the top */
 			int32_t top = 0;
-			for (struct consumer *c = q->consumers; c; c = c->next) {
+			for (struct consumer *c = q->consumers; c && q->n_prioritized; c = c->next) {
 				if ((c->prefetch == 0 || c->unacked < c->prefetch) &&
 				    (!any || c->priority > top)) {
 					top = c->priority;
@@ -682,6 +683,7 @@ static void consume_on_owner(void *p)
 	} else {
 		c->next = q->consumers;
 		q->consumers = c;
+		q->n_prioritized += c->priority != 0;
 		q->had_consumer = true;
 		atomic_fetch_add(&q->n_consumers, 1);
 		dispatch(q);
@@ -736,6 +738,7 @@ static void cancel_on_owner(void *p)
 		*link = c->next;
 		if (q->rr == c)
 			q->rr = NULL;
+		q->n_prioritized -= c->priority != 0;
 		atomic_fetch_sub(&q->n_consumers, 1);
 		free(c);
 		bqueue_touch(q); /* x-expires counts from the last consumer leaving */
@@ -905,6 +908,7 @@ static void delete_queue_on_owner(struct bqueue *q)
 		free(c);
 	}
 	q->rr = NULL;
+	q->n_prioritized = 0;
 	atomic_store(&q->n_consumers, 0);
 	pthread_rwlock_wrlock(&b->queue_lock);
 	table_remove(b, q);
