@@ -3,7 +3,8 @@
 #   1. C unit tests (CTest) on the normal build,
 #   2. integration tests (pytest, real clients) against the normal build,
 #   3. unit + integration tests again under AddressSanitizer + UBSan,
-#   4. the threaded unit tests under ThreadSanitizer.
+#   4. the fuzz targets (tests/fuzz) for a fixed set of inputs (scripts/fuzz.sh --ci),
+#   5. the threaded unit tests under ThreadSanitizer.
 # Ends with one summary line "N passed, N failed" over every test run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +40,9 @@ run_ctest build-asan unit-asan
 stage "integration tests (ASan + UBSan)"
 run_pytest "$root/build-asan/sluice" integration-asan
 unset ASAN_OPTIONS UBSAN_OPTIONS
+
+stage "fuzz targets (libFuzzer, ASan + UBSan, fixed seed)"
+scripts/fuzz.sh --ci "$results" || status=1
 
 stage "build (TSan)"
 CC=clang scripts/build.sh build-tsan -DSLUICE_TSAN=ON || exit 1
