@@ -26,9 +26,9 @@
  * blocking, with the reason "low on disk", while the data directory's
  * filesystem has less free space than the limit.
  *
- * Users: Sluice has no user database yet; the only account is guest/guest
- * (RabbitMQ's default), accepted with PLAIN or AMQPLAIN. Virtual hosts: only
- * "/".
+ * Users: the accounts of config amqp.users ("name:password,...", guest/guest
+ * by default as RabbitMQ's), checked at login with PLAIN or AMQPLAIN; every
+ * account may do everything. Virtual hosts: only "/".
  */
 #include "amqp/amqp_int.h"
 
@@ -499,10 +499,61 @@ static int send_start(struct amqp_conn *ac)
 	return amqp_send_method(ac, 0, &amqp_connection_start_desc, &m);
 }
 
-/* Checks a user's password. Only guest/guest exists for now (see the top). */
-static bool credentials_ok(struct slice user, struct slice password)
+/* Whether a and b hold the same bytes, in time independent of where they differ. */
+static bool same_secret(struct slice a, struct slice b)
 {
-	return amqp_slice_is(user, "guest") && amqp_slice_is(password, "guest");
+	if (a.len != b.len)
+		return false;
+	uint8_t d = 0;
+	for (size_t i = 0; i < a.len; i++)
+		d |= a.data[i] ^ b.data[i];
+	return d == 0;
+}
+
+/* Checks a user's password against the accounts of amqp.users. */
+static bool credentials_ok(const struct amqp_server *s, struct slice user, struct slice password)
+{
+	for (size_t at = 0; at < s->users_len;) {
+		const char *entry = s->users + at;
+		size_t n = strlen(entry);
+		const char *colon = strchr(entry, ':');
+		struct slice name = { (const uint8_t *)entry, (size_t)(colon - entry) };
+		struct slice pw = { (const uint8_t *)colon + 1, n - name.len - 1 };
+		if (name.len == user.len && memcmp(name.data, user.data, user.len) == 0)
+			return same_secret(pw, password);
+		at += n + 1;
+	}
+	return false;
+}
+
+/*
+ * Parses amqp.users into s->users: entries "name:password" separated by
+ * commas, stored NUL-separated. A name is 1..255 bytes without ':'; the
+ * password is what follows the first ':' (it may be empty). Returns 0 or
+ * -ERR_INVALID (logged with the entry's position).
+ */
+static int users_load(struct amqp_server *s, const char *spec)
+{
+	size_t len = strlen(spec);
+	s->users = malloc(len + 1);
+	if (!s->users)
+		return -ERR_NOMEM;
+	memcpy(s->users, spec, len + 1);
+	s->users_len = len + 1;
+	int i = 1;
+	for (char *e = s->users; e < s->users + s->users_len; i++) {
+		char *comma = strchr(e, ',');
+		if (comma)
+			*comma = 0;
+		char *colon = strchr(e, ':');
+		if (!colon || colon == e || colon - e > 255) {
+			diag_error("amqp", "amqp.users: entry %d is not name:password (a name of 1 to 255 "
+				   "bytes, then a colon)", i);
+			return -ERR_INVALID;
+		}
+		e += strlen(e) + 1;
+	}
+	return 0;
 }
 
 /* PLAIN (RFC 4616): [authzid] NUL authcid NUL passwd. */
@@ -564,7 +615,7 @@ static void handle_start_ok(struct amqp_conn *ac, const struct amqp_connection_s
 				(const char *)m->mechanism.data);
 		return;
 	}
-	if (rc || !credentials_ok(user, password)) {
+	if (rc || !credentials_ok(ac->server, user, password)) {
 		diag_warn("amqp", "%s: login refused (mechanism %.*s, user '%.*s')", ac->peer,
 			  (int)m->mechanism.len, (const char *)m->mechanism.data,
 			  (int)(user.len > 64 ? 64 : user.len), user.data ? (const char *)user.data : "");
@@ -939,10 +990,17 @@ int amqp_server_new(struct broker *b, struct loop_group *loops, struct amqp_serv
 		return -ERR_NOMEM;
 	s->broker = b;
 	s->loops = loops;
+	int rc = users_load(s, broker_config(b)->amqp_users);
+	if (rc) {
+		free(s->users);
+		free(s);
+		return rc;
+	}
 	pthread_mutex_init(&s->excl_lock, NULL);
-	int rc = amqp_reply_init(s);
+	rc = amqp_reply_init(s);
 	if (rc) {
 		pthread_mutex_destroy(&s->excl_lock);
+		free(s->users);
 		free(s);
 		return rc;
 	}
@@ -959,6 +1017,7 @@ int amqp_server_new(struct broker *b, struct loop_group *loops, struct amqp_serv
 	if (rc) {
 		amqp_reply_fini(s);
 		pthread_mutex_destroy(&s->excl_lock);
+		free(s->users);
 		free(s);
 		return rc;
 	}
@@ -975,6 +1034,7 @@ void amqp_server_free(struct amqp_server *s)
 	free(s->excl);
 	pthread_mutex_destroy(&s->excl_lock);
 	amqp_reply_fini(s);
+	free(s->users);
 	free(s);
 }
 

@@ -108,6 +108,8 @@ struct amqp_server {
 	pthread_mutex_t reply_lock;       /* guards replies (amqp_reply.c) */
 	struct amqp_reply_entry *replies; /* owned: direct reply-to consumers by key */
 	size_t n_replies, cap_replies;
+	char *users;                      /* owned: amqp.users, its entries NUL-separated */
+	size_t users_len;                 /* bytes of users */
 };
 
 enum amqp_conn_state {

@@ -87,6 +87,8 @@ static const struct config_key keys[] = {
 	    "directory holding the logs and the catalog; created if missing"),
 	STR("listen.host", listen_host, "127.0.0.1",
 	    "address every listener binds (0.0.0.0 or :: for all interfaces)"),
+	STR("amqp.users", amqp_users, "guest:guest",
+	    "AMQP accounts as name:password, comma-separated (no comma in a password, no colon in a name)"),
 	INT("port.kafka", port_kafka, 0, 65535, "9092", "Kafka listener port; 0 disables it"),
 	INT("port.amqp", port_amqp, 0, 65535, "5672", "AMQP 0-9-1 listener port; 0 disables it"),
 	INT("port.http", port_http, 0, 65535, "9600",

@@ -25,6 +25,7 @@ enum config_flush {
 struct config {
 	char data_dir[4096];          /* data.dir: where logs and the catalog live */
 	char listen_host[256];        /* listen.host: address all listeners bind */
+	char amqp_users[4096];        /* amqp.users: AMQP accounts, "name:password,..." */
 	int port_kafka;               /* port.kafka: 0 disables */
 	int port_amqp;                /* port.amqp: 0 disables */
 	int port_http;                /* port.http: 0 disables */

@@ -65,7 +65,7 @@ static const struct int_key int_keys[] = {
 };
 #define N_INT_KEYS (sizeof int_keys / sizeof int_keys[0])
 /* 18 integer keys + 2 strings + 3 enums. */
-#define N_KEYS 27
+#define N_KEYS 28
 
 static int64_t get_int(const struct config *cfg, const struct int_key *k)
 {

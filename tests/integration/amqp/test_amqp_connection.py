@@ -341,3 +341,38 @@ def test_not_implemented_yet_is_540(amqp_broker):
     assert f.method == (10, 50)
     code, text, cid, mid = f.close_args()
     assert (code, cid, mid) == (540, 60, 110), text
+
+
+def test_configured_users(amqp_factory, pika_connect):
+    """amqp.users replaces guest/guest: each account logs in with its own password
+    (PLAIN through pika, and through amqp-tools), guest is gone, and a password may
+    hold ':' (only the first colon ends the name)."""
+    import shutil
+    import subprocess
+    broker = amqp_factory(config_lines=["amqp.users = alice:s3cret,bob:pa:ss"]).start()
+    ch = pika_connect(broker, credentials=pika.PlainCredentials("alice", "s3cret")).channel()
+    ch.queue_declare("users-q")
+    pika_connect(broker, credentials=pika.PlainCredentials("bob", "pa:ss")).channel()
+    for user, password in (("guest", "guest"), ("alice", "pa:ss"), ("bob", "pa"),
+                           ("alic", "s3cret"), ("alice", "s3cre")):
+        with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+            pika_connect(broker, credentials=pika.PlainCredentials(user, password))
+    assert "login refused" in broker.stderr
+    if shutil.which("amqp-publish"):
+        url = f"amqp://alice:s3cret@127.0.0.1:{broker.amqp_port}"
+        subprocess.run(["amqp-publish", "--url", url, "-r", "users-q", "-b", "hi"],
+                       check=True, timeout=10)
+        bad = subprocess.run(["amqp-publish", "--url", url.replace("s3cret", "nope"),
+                              "-r", "users-q", "-b", "x"], timeout=10, capture_output=True)
+        assert bad.returncode != 0
+        method, _props, body = ch.basic_get("users-q", auto_ack=True)
+        assert body == b"hi"
+        assert ch.basic_get("users-q")[0] is None
+
+
+@pytest.mark.parametrize("spec", ["alice", ":pw", "alice:pw,", "alice:pw,bob"])
+def test_bad_users_setting_refuses_to_start(amqp_factory, spec):
+    broker = amqp_factory(config_lines=[f"amqp.users = {spec}"])
+    broker.start(wait=False)
+    assert broker.wait_exit(timeout=10) not in (None, 0)
+    assert "amqp.users: entry" in broker.stderr
