@@ -30,7 +30,6 @@ status=0
 for t in "${targets[@]}"; do
 	seeds=$root/tests/fuzz/seeds/${t#fuzz_}
 	corpus=$root/build-fuzz/corpus/${t#fuzz_}
-	mkdir -p "$corpus"
 	log=$root/build-fuzz/$t.log
 	start=$(date +%s%N)
 	if [[ -n $ci_dir ]]; then
@@ -40,6 +39,7 @@ for t in "${targets[@]}"; do
 		mkdir -p "$corpus.ci"
 		args=(-seed=1 -runs="${ci_runs[$t]}" "$corpus.ci" "$seeds")
 	else
+		mkdir -p "$corpus"
 		args=(-max_total_time="$seconds" "$corpus" "$seeds")
 	fi
 	(cd build-fuzz && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

@@ -513,46 +513,45 @@ static bool same_secret(struct slice a, struct slice b)
 /* Checks a user's password against the accounts of amqp.users. */
 static bool credentials_ok(const struct amqp_server *s, struct slice user, struct slice password)
 {
-	for (size_t at = 0; at < s->users_len;) {
-		const char *entry = s->users + at;
-		size_t n = strlen(entry);
-		const char *colon = strchr(entry, ':');
-		struct slice name = { (const uint8_t *)entry, (size_t)(colon - entry) };
-		struct slice pw = { (const uint8_t *)colon + 1, n - name.len - 1 };
-		if (name.len == user.len && memcmp(name.data, user.data, user.len) == 0)
-			return same_secret(pw, password);
-		at += n + 1;
+	for (size_t i = 0; i < s->n_accounts; i++) {
+		const struct amqp_account *a = &s->accounts[i];
+		if (a->name.len == user.len && memcmp(a->name.data, user.data, user.len) == 0)
+			return same_secret(a->password, password);
 	}
 	return false;
 }
 
 /*
- * Parses amqp.users into s->users: entries "name:password" separated by
- * commas, stored NUL-separated. A name is 1..255 bytes without ':'; the
- * password is what follows the first ':' (it may be empty). Returns 0 or
- * -ERR_INVALID (logged with the entry's position).
+ * Parses amqp.users into s->accounts: entries "name:password" separated by
+ * commas. A name is 1..255 bytes without ':'; the password is what follows
+ * the first ':' (it may be empty). Returns 0, -ERR_NOMEM or -ERR_INVALID
+ * (logged with the entry's position).
  */
 static int users_load(struct amqp_server *s, const char *spec)
 {
-	size_t len = strlen(spec);
-	s->users = malloc(len + 1);
-	if (!s->users)
+	size_t len = strlen(spec), n = 1;
+	for (size_t i = 0; i < len; i++)
+		n += spec[i] == ',';
+	s->users = strdup(spec);
+	s->accounts = calloc(n, sizeof *s->accounts);
+	if (!s->users || !s->accounts)
 		return -ERR_NOMEM;
-	memcpy(s->users, spec, len + 1);
-	s->users_len = len + 1;
-	int i = 1;
-	for (char *e = s->users; e < s->users + s->users_len; i++) {
-		char *comma = strchr(e, ',');
-		if (comma)
-			*comma = 0;
-		char *colon = strchr(e, ':');
+	char *e = s->users;
+	for (size_t i = 0; i < n; i++) {
+		size_t elen = strcspn(e, ",");
+		char *colon = memchr(e, ':', elen);
 		if (!colon || colon == e || colon - e > 255) {
-			diag_error("amqp", "amqp.users: entry %d is not name:password (a name of 1 to 255 "
-				   "bytes, then a colon)", i);
+			diag_error("amqp", "amqp.users: entry %zu is not name:password (a name of 1 to 255 "
+				   "bytes, then a colon)", i + 1);
 			return -ERR_INVALID;
 		}
-		e += strlen(e) + 1;
+		s->accounts[i] = (struct amqp_account){
+			.name = { (const uint8_t *)e, (size_t)(colon - e) },
+			.password = { (const uint8_t *)colon + 1, elen - (size_t)(colon - e) - 1 },
+		};
+		e += elen + 1;
 	}
+	s->n_accounts = n;
 	return 0;
 }
 
@@ -992,6 +991,7 @@ int amqp_server_new(struct broker *b, struct loop_group *loops, struct amqp_serv
 	s->loops = loops;
 	int rc = users_load(s, broker_config(b)->amqp_users);
 	if (rc) {
+		free(s->accounts);
 		free(s->users);
 		free(s);
 		return rc;
@@ -1000,6 +1000,7 @@ int amqp_server_new(struct broker *b, struct loop_group *loops, struct amqp_serv
 	rc = amqp_reply_init(s);
 	if (rc) {
 		pthread_mutex_destroy(&s->excl_lock);
+		free(s->accounts);
 		free(s->users);
 		free(s);
 		return rc;
@@ -1017,6 +1018,7 @@ int amqp_server_new(struct broker *b, struct loop_group *loops, struct amqp_serv
 	if (rc) {
 		amqp_reply_fini(s);
 		pthread_mutex_destroy(&s->excl_lock);
+		free(s->accounts);
 		free(s->users);
 		free(s);
 		return rc;
@@ -1034,6 +1036,7 @@ void amqp_server_free(struct amqp_server *s)
 	free(s->excl);
 	pthread_mutex_destroy(&s->excl_lock);
 	amqp_reply_fini(s);
+	free(s->accounts);
 	free(s->users);
 	free(s);
 }

@@ -98,6 +98,12 @@ struct amqp_exclusive {
 	uint32_t consumers;            /* consumer entry: consumers counted */
 };
 
+/* One login of amqp.users. */
+struct amqp_account {
+	struct slice name;
+	struct slice password;
+};
+
 struct amqp_server {
 	struct broker *broker;
 	struct loop_group *loops;
@@ -108,8 +114,9 @@ struct amqp_server {
 	pthread_mutex_t reply_lock;       /* guards replies (amqp_reply.c) */
 	struct amqp_reply_entry *replies; /* owned: direct reply-to consumers by key */
 	size_t n_replies, cap_replies;
-	char *users;                      /* owned: amqp.users, its entries NUL-separated */
-	size_t users_len;                 /* bytes of users */
+	char *users;                      /* owned: the bytes of amqp.users */
+	struct amqp_account *accounts;    /* owned: its entries, slices of users */
+	size_t n_accounts;
 };
 
 enum amqp_conn_state {

@@ -445,7 +445,7 @@ static void dispatch(struct bqueue *q)
 			 * robin from rr among those (all 0 by default: plain round robin). */
 			bool any = q->n_prioritized == 0; /* all 0: no scan for the top */
 			int32_t top = 0;
-			for (struct consumer *c = q->consumers; c && q->n_prioritized; c = c->next) {
+			for (struct consumer *c = any ? NULL : q->consumers; c; c = c->next) {
 				if ((c->prefetch == 0 || c->unacked < c->prefetch) &&
 				    (!any || c->priority > top)) {
 					top = c->priority;
